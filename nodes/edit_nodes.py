@@ -1,0 +1,223 @@
+"""The edit nodes: AttentionReplace, AttentionRefine and Reweight. Each returns a patched clone."""
+
+from __future__ import annotations
+
+from comfy_api.latest import io
+
+from ..p2p_core.plans import SELF_LAYERS, refine_plan, replace_plan, reweighted_plan
+from .patching import apply_edit, edit_state
+from .types import CATEGORY, P2PPrompts
+
+
+def _window_inputs(cross: float, self_: float) -> list:
+    return [
+        io.Float.Input(
+            "cross_replace",
+            default=cross,
+            min=0.0,
+            max=1.0,
+            step=0.01,
+            tooltip=(
+                "Fraction of the steps (from the start) during which the target takes the source's "
+                "cross-attention maps. Higher keeps more of the source's layout; lower lets bigger shape "
+                "changes through (paper: 0.8 for a swap)."
+            ),
+        ),
+        io.Float.Input(
+            "self_replace",
+            default=self_,
+            min=0.0,
+            max=1.0,
+            step=0.01,
+            tooltip=(
+                "Fraction of the steps during which the target takes the source's self-attention maps: "
+                "keeps the geometry. 0.2-0.4 is typical; higher for colour/texture edits, lower for shape edits."
+            ),
+        ),
+        io.String.Input(
+            "word_schedule",
+            default="",
+            optional=True,
+            tooltip=(
+                "Per-word cross_replace overrides, e.g. 'lemon=0.2, cake=0.1-0.6' (a fraction, or a "
+                "start-end range). Words are those of the target prompt."
+            ),
+        ),
+        io.Float.Input(
+            "cross_start",
+            default=0.0,
+            min=0.0,
+            max=1.0,
+            step=0.01,
+            optional=True,
+            tooltip="Start of the cross-attention injection (fraction of the steps); the end is cross_replace.",
+        ),
+        io.Float.Input(
+            "self_start",
+            default=0.0,
+            min=0.0,
+            max=1.0,
+            step=0.01,
+            optional=True,
+            tooltip="Start of the self-attention injection (fraction of the steps); the end is self_replace.",
+        ),
+        io.Combo.Input(
+            "self_layers",
+            options=list(SELF_LAYERS),
+            default=next(iter(SELF_LAYERS)),
+            optional=True,
+            tooltip=(
+                "Which self-attention layers take the source's maps: the coarse ones (as the paper) keep "
+                "the layout and let details change; more layers keep more detail."
+            ),
+        ),
+    ]
+
+
+def _range(start: float, end: float, what: str) -> str:
+    if start > end:
+        raise ValueError(f"{what}: the start {start} is after the end {end}")
+    return f"{start}-{end}"
+
+
+def _edit(model, prompts, build, cross_replace, self_replace, word_schedule, cross_start, self_start, self_layers):
+    plan = build(
+        prompts,
+        _range(cross_start, cross_replace, "cross_replace"),
+        _range(self_start, self_replace, "self_replace"),
+        word_schedule or "",
+        self_layers or next(iter(SELF_LAYERS)),
+    )
+    return io.NodeOutput(apply_edit(model, prompts, plan))
+
+
+def _schema(node_id: str, display: str, description: str, cross: float, self_: float) -> io.Schema:
+    return io.Schema(
+        node_id=node_id,
+        display_name=display,
+        category=CATEGORY,
+        description=description,
+        inputs=[
+            io.Model.Input("model", tooltip="The model to sample with; it is cloned, never changed."),
+            P2PPrompts.Input("prompts", tooltip="From PromptPair: the source and target prompts."),
+            *_window_inputs(cross, self_),
+        ],
+        outputs=[io.Model.Output(tooltip="The patched model: connect it to a sampler with PromptPair's conditioning.")],
+    )
+
+
+class AttentionReplace(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return _schema(
+            "AttentionReplace",
+            "P2P Attention Replace (word swap)",
+            "Word swap: 'a cat riding a bicycle' -> 'a cat riding a car'. The target takes the source's "
+            "attention maps, the swapped words through a token mapper, so the layout is kept.",
+            0.8,
+            0.4,
+        )
+
+    @classmethod
+    def execute(
+        cls,
+        model,
+        prompts,
+        cross_replace,
+        self_replace,
+        word_schedule="",
+        cross_start=0.0,
+        self_start=0.0,
+        self_layers=None,
+    ) -> io.NodeOutput:
+        return _edit(
+            model,
+            prompts,
+            replace_plan,
+            cross_replace,
+            self_replace,
+            word_schedule,
+            cross_start,
+            self_start,
+            self_layers,
+        )
+
+
+class AttentionRefine(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return _schema(
+            "AttentionRefine",
+            "P2P Attention Refine (add a phrase)",
+            "Refinement: add or change a phrase ('a castle' -> 'children drawing of a castle'). Tokens "
+            "aligned with the source take its maps; new tokens attend freely.",
+            0.8,
+            0.4,
+        )
+
+    @classmethod
+    def execute(
+        cls,
+        model,
+        prompts,
+        cross_replace,
+        self_replace,
+        word_schedule="",
+        cross_start=0.0,
+        self_start=0.0,
+        self_layers=None,
+    ) -> io.NodeOutput:
+        return _edit(
+            model,
+            prompts,
+            refine_plan,
+            cross_replace,
+            self_replace,
+            word_schedule,
+            cross_start,
+            self_start,
+            self_layers,
+        )
+
+
+class Reweight(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="Reweight",
+            display_name="P2P Reweight (fader)",
+            category=CATEGORY,
+            description=(
+                "Turns words of the target up or down by scaling their attention. Chains after Attention "
+                "Replace / Refine (composes with them), or works alone on a prompt pair with the same text."
+            ),
+            inputs=[
+                io.Model.Input("model", tooltip="The model, plain or already patched by a P2P edit node."),
+                P2PPrompts.Input("prompts", tooltip="From PromptPair: the same prompts as the edit it chains onto."),
+                io.String.Input(
+                    "weights",
+                    default="fluffy=2.0",
+                    tooltip=(
+                        "word=factor pairs, comma separated: 'fluffy=2.0, red=-1'. A factor scales the word's "
+                        "attention (0 removes it, negative inverts it, 2-4 strengthens). A fader sweep gives "
+                        "one factor per target: 'fluffy=-2|0|2|4' with the target on four lines."
+                    ),
+                ),
+                *_window_inputs(0.8, 0.4)[:2],
+            ],
+            outputs=[io.Model.Output(tooltip="The patched model.")],
+        )
+
+    @classmethod
+    def execute(cls, model, prompts, weights: str, cross_replace: float, self_replace: float) -> io.NodeOutput:
+        state = edit_state(model)
+        if state is None:
+            plan = refine_plan(prompts, cross_replace, self_replace)
+        elif state.prompts != prompts:
+            raise ValueError(
+                "Reweight: its prompts differ from those of the P2P edit already on the model; connect the "
+                "same PromptPair to both"
+            )
+        else:
+            plan = state.plan
+        return io.NodeOutput(apply_edit(model, prompts, reweighted_plan(plan, prompts, weights)))

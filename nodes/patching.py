@@ -1,0 +1,267 @@
+"""Puts an edit plan on a ComfyUI model: attention patches on every transformer block and one
+outer-sample wrapper that lines the batch up. Everything goes on a clone; nothing global.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import comfy.k_diffusion.sampling as k_sampling
+import comfy.patcher_extension
+import torch
+from comfy.ldm.modules.attention import SpatialTransformer, optimized_attention
+
+from ..p2p_core.attention import (
+    fused_cross_attention,
+    fused_self_attention,
+    reference_cross_attention,
+    reference_self_attention,
+)
+from ..p2p_core.edits import CrossTerms, EditPlan
+from ..p2p_core.schedules import schedule_step
+from ..p2p_core.tokens import PromptSet
+
+STATE_KEY = "p2p_edit"
+WRAPPER_KEY = "prompt_to_prompt"
+
+
+class UserError(ValueError):
+    """A bad input or graph, reported to the user as is."""
+
+
+@dataclass
+class EditState:
+    """What the patches read from `transformer_options[STATE_KEY]` while sampling."""
+
+    prompts: PromptSet
+    plan: EditPlan
+    reference: bool = False
+    _sigmas: torch.Tensor | None = field(default=None, repr=False)
+    _step: tuple[int, int] = (0, 1)
+    _terms: dict[tuple, CrossTerms | None] = field(default_factory=dict, repr=False)
+
+    def __deepcopy__(self, memo: dict) -> EditState:
+        # ComfyUI deep-copies model_options on clone; the plan is immutable and can be shared.
+        return replace(self, _sigmas=None, _terms={})
+
+    def step(self, options: dict) -> tuple[int, int]:
+        """(step, steps) of this model call, computed once per call (one host sync)."""
+        sigmas = options.get("sigmas")
+        if sigmas is None or "sample_sigmas" not in options:
+            return 0, 1
+        if sigmas is not self._sigmas:
+            self._sigmas = sigmas
+            self._step = schedule_step(float(sigmas.max()), options["sample_sigmas"])
+        return self._step
+
+    def cross_terms(self, step: tuple[int, int], nk: int, like: torch.Tensor) -> CrossTerms | None:
+        key = (step, nk, like.device, like.dtype)
+        if key not in self._terms:
+            if len(self._terms) > 256:
+                self._terms.clear()
+            self._terms[key] = self.plan.cross_terms(*step, nk, like.device, like.dtype)
+        return self._terms[key]
+
+
+def _edited_rows(options: dict, batch: int, rows: int, device: torch.device):
+    """(source_rows, target_rows, target_index) [R] over the conditional chunks, or None."""
+    chunks = options.get("cond_or_uncond") or [0]
+    if batch % len(chunks) or batch // len(chunks) != rows:
+        return None
+    src, tgt, index = [], [], []
+    for j, kind in enumerate(chunks):
+        if kind == 0:
+            for t in range(rows - 1):
+                src.append(j * rows)
+                tgt.append(j * rows + 1 + t)
+                index.append(t)
+    if not tgt:
+        return None
+    return tuple(torch.tensor(x, device=device) for x in (src, tgt, index))
+
+
+class AttentionPatch:
+    """An attn1/attn2 replace patch for one transformer block; wraps whatever patch was there."""
+
+    def __init__(self, kind: str, inner: Any = None) -> None:
+        self.kind = kind
+        self.inner = inner
+
+    def attend(self, options: dict):
+        if self.inner is not None:
+            return lambda q, k, v: self.inner(q, k, v, options)
+        heads = options["n_heads"]
+        precision = options.get("attn_precision")
+        return lambda q, k, v: optimized_attention(
+            q, k, v, heads, attn_precision=precision, transformer_options=options
+        )
+
+    def __call__(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, options: dict) -> torch.Tensor:
+        attend = self.attend(options)
+        state: EditState | None = options.get(STATE_KEY)
+        if state is None:
+            return attend(q, k, v)
+        rows = _edited_rows(options, q.shape[0], state.prompts.rows, q.device)
+        if rows is None:
+            return attend(q, k, v)
+        step = state.step(options)
+        heads = options["n_heads"]
+        if self.kind == "attn2":
+            terms = state.cross_terms(step, k.shape[1], v)
+            if terms is None:
+                return attend(q, k, v)
+            if state.reference:
+                return reference_cross_attention(q, k, v, heads, *rows, terms).to(q.dtype)
+            return fused_cross_attention(q, k, v, attend, *rows, terms)
+        shape = options.get("original_shape") or options.get("activations_shape")
+        factor = math.sqrt(shape[-1] * shape[-2] / q.shape[1]) if shape else 1.0
+        if not state.plan.self_active(*step, factor):
+            return attend(q, k, v)
+        if state.reference:
+            return reference_self_attention(q, k, v, heads, rows[0], rows[1]).to(q.dtype)
+        return fused_self_attention(q, k, v, attend, rows[0], rows[1])
+
+
+def transformer_blocks(model) -> list[tuple[str, int, int]]:
+    """(block name, block id, transformer index) of every transformer block of a UNet."""
+    unet = model.model.diffusion_model
+    groups = [("input", getattr(unet, "input_blocks", [])), ("output", getattr(unet, "output_blocks", []))]
+    middle = getattr(unet, "middle_block", None)
+    keys = []
+    for name, blocks in groups + [("middle", [middle] if middle is not None else [])]:
+        for number, block in enumerate(blocks):
+            for layer in block:
+                if isinstance(layer, SpatialTransformer):
+                    keys.extend((name, number, i) for i in range(len(layer.transformer_blocks)))
+    return keys
+
+
+def _shared_noise_sampler(function: Any, noise: torch.Tensor, sigmas: torch.Tensor, seed: int | None):
+    """A noise sampler that draws one row and gives it to every branch (ancestral and SDE samplers)."""
+    first = noise[:1]
+    rows = noise.shape[0]
+    if "sde" in function.__name__ and function.__name__ != "sample_er_sde":
+        positive = sigmas[sigmas > 0]
+        one_row = k_sampling.BrownianTreeNoiseSampler(first, positive.min(), sigmas.max(), seed=seed, cpu=True)
+    else:
+        one_row = k_sampling.default_noise_sampler(first, seed=seed)
+    return lambda sigma, sigma_next: one_row(sigma, sigma_next).expand(rows, *first.shape[1:]).contiguous()
+
+
+def _check_conditioning(guider: Any, rows: int) -> None:
+    for cond in guider.conds.get("positive", []):
+        tokens = cond.get("cross_attn")
+        if tokens is not None and tokens.shape[0] != rows:
+            raise UserError(
+                f"Prompt-to-Prompt: the positive conditioning holds {tokens.shape[0]} prompt(s) but the "
+                f"edit needs {rows} (source + {rows - 1} target): connect PromptPair's CONDITIONING to the "
+                "sampler's positive input"
+            )
+
+
+def outer_sample_wrapper(
+    executor,
+    noise,
+    latent_image,
+    sampler,
+    sigmas,
+    denoise_mask=None,
+    callback=None,
+    disable_pbar=False,
+    seed=None,
+    latent_shapes=None,
+):
+    """Give every branch the source's latent and noise, and ancestral/SDE samplers one shared noise."""
+    guider = executor.class_obj
+    state: EditState = guider.model_options["transformer_options"][STATE_KEY]
+    rows = state.prompts.rows
+    batch = latent_image.shape[0]
+    if batch not in (1, rows):
+        raise UserError(
+            f"Prompt-to-Prompt: the latent holds {batch} images but PromptPair has {rows} prompts "
+            f"(source + {rows - 1} target): use a latent of batch 1 (every branch starts from the same "
+            f"noise) or of batch {rows}"
+        )
+    _check_conditioning(guider, rows)
+    repeat = (rows,) + (1,) * (latent_image.ndim - 1)
+    if batch == 1:
+        latent_image = latent_image.repeat(repeat)
+        if denoise_mask is not None and denoise_mask.shape[0] == 1:
+            denoise_mask = denoise_mask.repeat((rows,) + (1,) * (denoise_mask.ndim - 1))
+    noise = noise[:1].repeat(repeat)
+    latent_shapes = [latent_image.shape]
+    function = getattr(sampler, "sampler_function", None)
+    options = getattr(sampler, "extra_options", None)
+    shares = (
+        function is not None
+        and options is not None
+        and "noise_sampler" in inspect.signature(function).parameters
+        and options.get("noise_sampler") is None
+    )
+    if not shares:
+        return executor(
+            noise,
+            latent_image,
+            sampler,
+            sigmas,
+            denoise_mask,
+            callback,
+            disable_pbar,
+            seed,
+            latent_shapes=latent_shapes,
+        )
+    # The sampler object may be a cached node output: set and restore, never mutate its dict.
+    sampler.extra_options = {**options, "noise_sampler": _shared_noise_sampler(function, noise, sigmas, seed)}
+    try:
+        return executor(
+            noise,
+            latent_image,
+            sampler,
+            sigmas,
+            denoise_mask,
+            callback,
+            disable_pbar,
+            seed,
+            latent_shapes=latent_shapes,
+        )
+    finally:
+        sampler.extra_options = options
+
+
+def apply_edit(model, prompts: PromptSet, plan: EditPlan):
+    """A clone of `model` that samples `prompts` with `plan`; composes with existing patches."""
+    keys = transformer_blocks(model)
+    if not keys:
+        raise UserError(
+            "Prompt-to-Prompt: this model has no cross-attention transformer blocks (supported: "
+            "SD1.x, SD2.x and SDXL UNets)"
+        )
+    patched = model.clone()
+    options = patched.model_options["transformer_options"]
+    previous = options.get(STATE_KEY)
+    options[STATE_KEY] = EditState(prompts, plan, reference=previous.reference if previous else False)
+    replaces = options.get("patches_replace", {})
+    for kind in ("attn1", "attn2"):
+        for key in keys:
+            existing = replaces.get(kind, {}).get(key)
+            inner = existing.inner if isinstance(existing, AttentionPatch) else existing
+            patched.set_model_patch_replace(AttentionPatch(kind, inner), kind, *key)
+    patched.remove_wrappers_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, WRAPPER_KEY)
+    patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, WRAPPER_KEY, outer_sample_wrapper)
+    return patched
+
+
+def edit_state(model) -> EditState | None:
+    """The edit a P2P node put on `model`, if any."""
+    return model.model_options.get("transformer_options", {}).get(STATE_KEY)
+
+
+def with_reference_attention(model):
+    """A clone that computes edited attention by explicit softmax (the tests' reference path)."""
+    patched = model.clone()
+    options = patched.model_options["transformer_options"]
+    options[STATE_KEY] = replace(options[STATE_KEY], reference=True)
+    return patched

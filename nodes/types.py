@@ -1,0 +1,8 @@
+"""Socket types the pack adds to ComfyUI."""
+
+from comfy_api.latest import io
+
+P2PPrompts = io.Custom("P2P_PROMPTS")
+"""A PromptSet: the source and target prompts as the model tokenized them."""
+
+CATEGORY = "Prompt-to-Prompt"

@@ -1,0 +1,1 @@
+"""Prompt-to-Prompt, node-agnostic: alignment, schedules, attention edits. Pure torch, no ComfyUI."""

@@ -1,0 +1,182 @@
+"""A real ComfyUI host for the tests: boot it in-process, build model fixtures, run graphs.
+
+Nothing is downloaded: tiny models are built from configs (real CLIP tokenizer, random
+weights), and checkpoints with the real SD1.5/SDXL tensor shapes are written once per
+machine to a cache folder and loaded by the stock CheckpointLoaderSimple.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import tempfile
+import uuid
+from functools import cache
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+PACK_NAME = "comfyui-prompt-to-prompt"
+CACHE = Path(os.environ.get("P2P_TEST_CACHE", REPO / ".cache"))
+sys.path.insert(0, str(REPO / "scripts"))
+
+from comfy_host import comfy_host  # noqa: E402
+
+HOST = comfy_host()
+
+
+def pack_folder() -> Path:
+    """A custom_nodes folder holding the pack under its published name (a link to the repo)."""
+    folder = CACHE / "custom_nodes"
+    folder.mkdir(parents=True, exist_ok=True)
+    link = folder / PACK_NAME
+    if not link.exists():
+        link.symlink_to(REPO, target_is_directory=True)
+    return folder
+
+
+@cache
+def boot() -> None:
+    """Import ComfyUI on the CPU with its built-in nodes and this pack loaded, as main.py would."""
+    sys.path.insert(0, str(HOST))
+    import comfy.cli_args
+
+    comfy.cli_args.args.cpu = True
+    import folder_paths
+    import utils.extra_config  # noqa: F401  (before `nodes`, which puts comfy/ first on sys.path)
+
+    scratch = Path(tempfile.mkdtemp(prefix="p2p-comfy-"))
+    for kind in ("output", "input", "temp"):
+        (scratch / kind).mkdir()
+    folder_paths.set_output_directory(str(scratch / "output"))
+    folder_paths.set_input_directory(str(scratch / "input"))
+    folder_paths.set_temp_directory(str(scratch / "temp"))
+    folder_paths.add_model_folder_path("checkpoints", str(CACHE / "checkpoints"))
+    import nodes
+
+    asyncio.run(nodes.init_extra_nodes(init_custom_nodes=False, init_api_nodes=False))
+    for folder in (pack_folder() / PACK_NAME, REPO / "tests" / "fixture_nodes"):
+        if not asyncio.run(nodes.load_custom_node(str(folder))):
+            raise RuntimeError(f"ComfyUI could not load {folder}")
+
+
+class _Server:
+    """What PromptExecutor needs of a server: somewhere to send progress messages."""
+
+    client_id = None
+    last_node_id = None
+    last_prompt_id = None
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, dict]] = []
+
+    def send_sync(self, event: str, data: dict, sid: str | None = None) -> None:
+        self.messages.append((event, data))
+
+
+class GraphError(RuntimeError):
+    """A graph that failed validation or execution; `message` is what the user would read."""
+
+    def __init__(self, message: str, details: object) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+def run_graph(graph: dict) -> dict:
+    """Validate and execute an API-format graph; returns the UI outputs by node id."""
+    boot()
+    import execution
+
+    prompt_id = str(uuid.uuid4())
+    valid, error, outputs, node_errors = asyncio.run(execution.validate_prompt(prompt_id, graph, None))
+    if not valid:
+        raise GraphError(f"{error.get('message')}: {error.get('details')}", node_errors)
+    executor = execution.PromptExecutor(_Server(), cache_args={"lru": 0, "ram": 0})
+    executor.execute(graph, prompt_id, {}, outputs)
+    if not executor.success:
+        errors = [data for event, data in executor.status_messages if event == "execution_error"]
+        message = errors[0]["exception_message"] if errors else "execution failed"
+        raise GraphError(message, errors)
+    return executor.history_result["outputs"]
+
+
+def _init_(module: torch.nn.Module, std: float = 0.02, attn_std: float = 0.1, seed: int = 0) -> None:
+    """ComfyUI's ops skip reset_parameters: give every weight a value.
+
+    Cross-attention queries and keys get a larger std so that random maps are not uniform
+    (DESIGN.md section 7): masks and blends then have something to find.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            if name.endswith("bias") or "norm" in name.split(".")[-2:][0]:
+                p.copy_(torch.ones_like(p) if ("norm" in name and name.endswith("weight")) else torch.zeros_like(p))
+            elif "attn2.to_q" in name or "attn2.to_k" in name:
+                p.copy_(torch.randn(p.shape, generator=generator) * attn_std)
+            else:
+                p.copy_(torch.randn(p.shape, generator=generator) * std)
+        for b in module.buffers():
+            if b.is_floating_point() and not torch.isfinite(b).all():
+                b.zero_()
+
+
+TINY_UNET = {
+    "use_checkpoint": False,
+    "image_size": 32,
+    "use_spatial_transformer": True,
+    "legacy": False,
+    "in_channels": 4,
+    "out_channels": 4,
+    "model_channels": 32,
+    "num_res_blocks": [1, 1, 1],
+    "channel_mult": [1, 2, 2],
+    "transformer_depth": [0, 1, 1],
+    "transformer_depth_output": [0, 0, 1, 1, 1, 1],
+    "transformer_depth_middle": 1,
+    "use_temporal_resblock": False,
+    "use_temporal_attention": False,
+}
+TINY_CLIP = {"hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 2, "num_hidden_layers": 3}
+
+
+@cache
+def tiny_model(family: str, seed: int = 0):
+    """(MODEL, CLIP, VAE) of a tiny `sd15`, `sd15_v` (v-prediction) or `sdxl` model."""
+    boot()
+    import comfy.model_base
+    import comfy.model_management
+    import comfy.model_patcher
+    import comfy.sd
+    import comfy.supported_models
+    import comfy.taesd.taesd
+
+    if family in ("sd15", "sd15_v"):
+        config = comfy.supported_models.SD15({**TINY_UNET, "context_dim": 64, "adm_in_channels": None})
+        clip_options = {"clip_l_model_config": {**TINY_CLIP, "projection_dim": 64}}
+    elif family == "sdxl":
+        config = comfy.supported_models.SDXL(
+            {**TINY_UNET, "use_linear_in_transformer": True, "context_dim": 160, "adm_in_channels": 2816 - 2048 + 96}
+        )
+        clip_options = {
+            "clip_l_model_config": {**TINY_CLIP, "projection_dim": 64},
+            "clip_g_model_config": {**TINY_CLIP, "hidden_size": 96, "intermediate_size": 192, "projection_dim": 96},
+        }
+    else:
+        raise ValueError(family)
+    if family == "sd15_v":
+        config.model_type = lambda *args, **kwargs: comfy.model_base.ModelType.V_PREDICTION
+    unet = config.get_model({})
+    _init_(unet, seed=seed)
+    unet.eval()
+    model = comfy.model_patcher.ModelPatcher(
+        unet, load_device=comfy.model_management.get_torch_device(), offload_device=torch.device("cpu")
+    )
+    clip = comfy.sd.CLIP(config.clip_target({}), model_options=clip_options)
+    _init_(clip.cond_stage_model, seed=seed + 1, attn_std=0.02)
+    taesd = comfy.taesd.taesd.TAESD(latent_channels=4)
+    _init_(taesd, std=0.05, seed=seed + 2)
+    vae = comfy.sd.VAE(sd=taesd.state_dict())
+    return model, clip, vae

@@ -21,5 +21,5 @@ host="$("$py" "$root/scripts/comfy_host.py")"
 # ComfyUI's own requirements, less the torch family (already pinned above) and torchaudio (optional).
 grep -vE '^(torch|torchvision|torchaudio)\b|^#|^$' "$host/requirements.txt" > "$venv/comfy-requirements.txt"
 pip_install -r "$venv/comfy-requirements.txt" requests
-pip_install -e "$root[test]"
+pip_install "pytest>=8" "ruff>=0.6"
 touch "$stamp"

@@ -21,7 +21,7 @@ from ..p2p_core.attention import (
     reference_self_attention,
 )
 from ..p2p_core.edits import CrossTerms, EditPlan
-from ..p2p_core.schedules import schedule_step
+from ..p2p_core.schedules import Window, schedule_step
 from ..p2p_core.tokens import PromptSet
 
 STATE_KEY = "p2p_edit"
@@ -39,13 +39,20 @@ class EditState:
     prompts: PromptSet
     plan: EditPlan
     reference: bool = False
+    observers: tuple = ()
+    """Objects with `observe_cross(q, k, options, step, chunk_starts)`, called by every cross-attention
+    layer before the edit (local blend and mask recorders). Shared, not copied, when the model is cloned."""
     _sigmas: torch.Tensor | None = field(default=None, repr=False)
     _step: tuple[int, int] = (0, 1)
     _terms: dict[tuple, CrossTerms | None] = field(default_factory=dict, repr=False)
 
     def __deepcopy__(self, memo: dict) -> EditState:
-        # ComfyUI deep-copies model_options on clone; the plan is immutable and can be shared.
+        # ComfyUI deep-copies model_options on clone; the plan is immutable and the observers are
+        # stores that the clone must keep reporting to.
         return replace(self, _sigmas=None, _terms={})
+
+    def with_observer(self, observer) -> EditState:
+        return replace(self, observers=(*self.observers, observer), _sigmas=None, _terms={})
 
     def step(self, options: dict) -> tuple[int, int]:
         """(step, steps) of this model call, computed once per call (one host sync)."""
@@ -66,21 +73,21 @@ class EditState:
         return self._terms[key]
 
 
-def _edited_rows(options: dict, batch: int, rows: int, device: torch.device):
-    """(source_rows, target_rows, target_index) [R] over the conditional chunks, or None."""
+def cond_chunk_starts(options: dict, batch: int, rows: int) -> list[int] | None:
+    """First batch row of every conditional chunk of this call (its source row), or None when the
+    call's batch is not made of chunks of `rows` (a call the edit does not concern)."""
     chunks = options.get("cond_or_uncond") or [0]
     if batch % len(chunks) or batch // len(chunks) != rows:
         return None
-    src, tgt, index = [], [], []
-    for j, kind in enumerate(chunks):
-        if kind == 0:
-            for t in range(rows - 1):
-                src.append(j * rows)
-                tgt.append(j * rows + 1 + t)
-                index.append(t)
-    if not tgt:
+    return [j * rows for j, kind in enumerate(chunks) if kind == 0]
+
+
+def _edited_rows(starts: list[int], rows: int, device: torch.device):
+    """(source_rows, target_rows, target_index) [R] over the conditional chunks, or None if empty."""
+    pairs = [(start, start + 1 + t, t) for start in starts for t in range(rows - 1)]
+    if not pairs:
         return None
-    return tuple(torch.tensor(x, device=device) for x in (src, tgt, index))
+    return tuple(torch.tensor(x, device=device) for x in zip(*pairs, strict=True))
 
 
 class AttentionPatch:
@@ -104,10 +111,16 @@ class AttentionPatch:
         state: EditState | None = options.get(STATE_KEY)
         if state is None:
             return attend(q, k, v)
-        rows = _edited_rows(options, q.shape[0], state.prompts.rows, q.device)
-        if rows is None:
+        starts = cond_chunk_starts(options, q.shape[0], state.prompts.rows)
+        if starts is None:
             return attend(q, k, v)
         step = state.step(options)
+        if self.kind == "attn2":
+            for observer in state.observers:
+                observer.observe_cross(q, k, options, step, starts)
+        rows = _edited_rows(starts, state.prompts.rows, q.device)
+        if rows is None or not state.plan.targets:
+            return attend(q, k, v)
         heads = options["n_heads"]
         if self.kind == "attn2":
             terms = state.cross_terms(step, k.shape[1], v)
@@ -242,7 +255,10 @@ def apply_edit(model, prompts: PromptSet, plan: EditPlan):
     patched = model.clone()
     options = patched.model_options["transformer_options"]
     previous = options.get(STATE_KEY)
-    options[STATE_KEY] = EditState(prompts, plan, reference=previous.reference if previous else False)
+    if previous is None:
+        options[STATE_KEY] = EditState(prompts, plan)
+    else:
+        options[STATE_KEY] = replace(previous, prompts=prompts, plan=plan, _sigmas=None, _terms={})
     replaces = options.get("patches_replace", {})
     for kind in ("attn1", "attn2"):
         for key in keys:
@@ -265,3 +281,22 @@ def with_reference_attention(model):
     options = patched.model_options["transformer_options"]
     options[STATE_KEY] = replace(options[STATE_KEY], reference=True)
     return patched
+
+
+def add_observer(model, prompts: PromptSet, observer):
+    """A clone of `model` whose cross-attention layers report to `observer` (see EditState.observers).
+
+    On a model without a P2P edit, the patches go on with an empty plan: nothing is edited, the
+    maps are still observed (a plain generation's heat maps)."""
+    state = edit_state(model)
+    if state is None:
+        model = apply_edit(model, prompts, EditPlan((), Window(0.0, 0.0)))
+        state = edit_state(model)
+    elif state.prompts != prompts:
+        raise UserError(
+            "the prompts differ from those of the P2P edit already on the model: connect the same PromptPair"
+        )
+    else:
+        model = model.clone()
+    model.model_options["transformer_options"][STATE_KEY] = state.with_observer(observer)
+    return model

@@ -1,16 +1,19 @@
-"""Prompt-to-Prompt image editing for ComfyUI (Hertz et al., 2022)."""
+"""Prompt-to-Prompt image editing for ComfyUI (Hertz et al., 2022).
 
-from comfy_api.latest import ComfyExtension, io
-
-from .nodes import NODES
+ComfyUI imports this package and calls `comfy_entrypoint`. The package itself imports nothing of
+ComfyUI at import time, so tools such as pytest can import it outside a running host.
+"""
 
 WEB_DIRECTORY = "./web"
 
 
-class PromptToPrompt(ComfyExtension):
-    async def get_node_list(self) -> list[type[io.ComfyNode]]:
-        return list(NODES)
+async def comfy_entrypoint():
+    from comfy_api.latest import ComfyExtension, io
 
+    from .nodes import NODES
 
-async def comfy_entrypoint() -> PromptToPrompt:
+    class PromptToPrompt(ComfyExtension):
+        async def get_node_list(self) -> list[type[io.ComfyNode]]:
+            return list(NODES)
+
     return PromptToPrompt()

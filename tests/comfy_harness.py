@@ -180,3 +180,22 @@ def tiny_model(family: str, seed: int = 0):
     _init_(taesd, std=0.05, seed=seed + 2)
     vae = comfy.sd.VAE(sd=taesd.state_dict())
     return model, clip, vae
+
+
+def loaded_module(folder: Path, submodule: str = ""):
+    """A module of a custom node package as ComfyUI loaded it (its name is derived from the path)."""
+    import importlib
+
+    boot()
+    name = str(folder).replace(".", "_x_")
+    return importlib.import_module(f"{name}.{submodule}" if submodule else name)
+
+
+def pack(submodule: str = ""):
+    """The pack's module `submodule` (e.g. "nodes.patching") as loaded by ComfyUI."""
+    return loaded_module(pack_folder() / PACK_NAME, submodule)
+
+
+def captured_latents() -> dict:
+    """Latents stored by the P2PTestCaptureLatent nodes, by name."""
+    return loaded_module(REPO / "tests" / "fixture_nodes").CAPTURED

@@ -17,11 +17,7 @@ def comfy():
 
 @pytest.fixture
 def captured(comfy):
-    """Latents captured by P2PTestCaptureLatent nodes, by name."""
-    import importlib
-
-    fixtures = sys.modules.get(str(comfy_harness.REPO / "tests" / "fixture_nodes").replace(".", "_x_"))
-    if fixtures is None:
-        fixtures = importlib.import_module("fixture_nodes")
-    fixtures.CAPTURED.clear()
-    return fixtures.CAPTURED
+    """Latents captured by P2PTestCaptureLatent nodes, by name (emptied for each test)."""
+    latents = comfy.captured_latents()
+    latents.clear()
+    return latents

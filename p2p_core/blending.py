@@ -1,0 +1,101 @@
+"""Local blend (paper section 3.2): keep the target equal to the source outside the edited words.
+
+The mask of a word on a row is built from its averaged cross-attention map [h, w] (maps.py):
+max-pool 3x3, normalise by the max, upsample (bilinear) to the latent [H, W], threshold. Each word
+gets its own mask and the masks are united (the paper sums the words' maps before normalising,
+which lets a strongly attended word hide a weak one). A target row's mask is the union of the
+source words' masks on the source row and the target words' masks on that target row, as the paper
+unites the source and target masks. The blend of a batch [R, C, H, W] (row 0 source):
+
+    x_tgt = x_src + mask * (x_tgt - x_src)        (a binary mask: torch.where, exact where mask = 0)
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .maps import MapRecorder, phrase_map
+from .tokens import PromptSet
+
+
+def word_masks(maps: torch.Tensor, size: tuple[int, int], threshold: float) -> torch.Tensor:
+    """[N, h, w] word maps -> [N, H, W] bool: max-pool 3x3, / max, bilinear to `size`, > threshold."""
+    pooled = F.max_pool2d(maps[:, None].float(), kernel_size=3, stride=1, padding=1)
+    pooled = pooled / pooled.amax((2, 3), keepdim=True).clamp_min(torch.finfo(pooled.dtype).tiny)
+    return F.interpolate(pooled, size=size, mode="bilinear", align_corners=False)[:, 0] > threshold
+
+
+def split_words(text: str) -> list[str]:
+    """'cat, red hat' -> ['cat', 'red hat']."""
+    return [word.strip() for word in text.split(",") if word.strip()]
+
+
+def target_positions(prompts: PromptSet, words: list[str]) -> list[list[list[int]]]:
+    """Per target, the positions of each of `words` found in it; ValueError naming a word found in none."""
+    found: list[list[list[int]]] = [[] for _ in prompts.targets]
+    for word in words:
+        errors = []
+        for per_target, target in zip(found, prompts.targets, strict=True):
+            try:
+                per_target.append(target.find_phrase(word))
+            except ValueError as missing:
+                errors.append(str(missing))
+        if len(errors) == len(prompts.targets):
+            raise ValueError("; ".join(errors))
+    return found
+
+
+class LocalBlender(MapRecorder):
+    """A MapRecorder that also blends: `mask(size)` from the maps so far, `blend(x, mask)` on a batch."""
+
+    def __init__(
+        self,
+        prompts: PromptSet,
+        factor: int,
+        source_words: list[str],
+        target_words: list[str],
+        threshold: float,
+        start: float,
+    ) -> None:
+        if not prompts.targets:
+            raise ValueError("local blend needs at least one target prompt")
+        if not source_words and not target_words:
+            raise ValueError("local blend: give at least one word (source_words or target_words)")
+        if not 0.0 <= threshold <= 1.0 or not 0.0 <= start <= 1.0:
+            raise ValueError(f"local blend: threshold {threshold} and blend_start {start} must lie in 0..1")
+        super().__init__(prompts, factor)
+        self.source_positions = [prompts.source.find_phrase(word) for word in source_words]
+        self.target_positions = target_positions(prompts, target_words)
+        self.threshold = threshold
+        self.start = start
+        self.last_mask: torch.Tensor | None = None
+        """The mask [T, 1, H, W] of the last `mask` call: after a run, the one the output was blended with."""
+
+    def active(self, step: int, steps: int) -> bool:
+        """Whether the blend acts at this step (from int(start * steps) on, as the reference counts)."""
+        return step >= int(self.start * steps)
+
+    def mask(self, size: tuple[int, int]) -> torch.Tensor:
+        """[T, 1, H, W] bool: per target row, the union of its own and the source's word masks."""
+        maps = self.average()
+        height, width = size
+        source = torch.zeros((height, width), dtype=torch.bool, device=maps.device)
+        if self.source_positions:
+            words = torch.stack([phrase_map(maps[0], p) for p in self.source_positions])
+            source = word_masks(words, size, self.threshold).any(0)
+        masks = []
+        for row, positions in enumerate(self.target_positions, start=1):
+            own = source
+            if positions:
+                words = torch.stack([phrase_map(maps[row], p) for p in positions])
+                own = own | word_masks(words, size, self.threshold).any(0)
+            masks.append(own)
+        self.last_mask = torch.stack(masks)[:, None]
+        return self.last_mask
+
+    @staticmethod
+    def blend(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """[R, C, H, W] -> the same with every target row equal to row 0 where `mask` [R-1, 1, H, W] is 0."""
+        source = x[:1]
+        return torch.cat([source, torch.where(mask.to(x.device), x[1:], source)])

@@ -63,21 +63,42 @@ class Family:
 FAMILIES: dict[str, Family] = {
     "sd15": Family(
         "SD15",
-        {**_UNET, **_SD1_LAYOUT, "adm_in_channels": None, "context_dim": 768, "num_heads": 8,
-         "use_linear_in_transformer": False},
+        {
+            **_UNET,
+            **_SD1_LAYOUT,
+            "adm_in_channels": None,
+            "context_dim": 768,
+            "num_heads": 8,
+            "use_linear_in_transformer": False,
+        },
     ),
     "sd2_v": Family(
         "SD20",
-        {**_UNET, **_SD1_LAYOUT, "adm_in_channels": None, "context_dim": 1024, "num_head_channels": 64,
-         "use_linear_in_transformer": True},
+        {
+            **_UNET,
+            **_SD1_LAYOUT,
+            "adm_in_channels": None,
+            "context_dim": 1024,
+            "num_head_channels": 64,
+            "use_linear_in_transformer": True,
+        },
         v_prediction=True,
     ),
     "sdxl": Family(
         "SDXL",
-        {**_UNET, "num_classes": "sequential", "adm_in_channels": 2816, "num_res_blocks": [2, 2, 2],
-         "channel_mult": [1, 2, 4], "transformer_depth": [0, 0, 2, 2, 10, 10], "transformer_depth_middle": 10,
-         "transformer_depth_output": [0, 0, 0, 2, 2, 2, 10, 10, 10], "use_linear_in_transformer": True,
-         "context_dim": 2048, "num_head_channels": 64},
+        {
+            **_UNET,
+            "num_classes": "sequential",
+            "adm_in_channels": 2816,
+            "num_res_blocks": [2, 2, 2],
+            "channel_mult": [1, 2, 4],
+            "transformer_depth": [0, 0, 2, 2, 10, 10],
+            "transformer_depth_middle": 10,
+            "transformer_depth_output": [0, 0, 0, 2, 2, 2, 10, 10, 10],
+            "use_linear_in_transformer": True,
+            "context_dim": 2048,
+            "num_head_channels": 64,
+        },
     ),
 }
 

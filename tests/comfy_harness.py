@@ -40,6 +40,9 @@ def pack_folder() -> Path:
 @cache
 def boot() -> None:
     """Import ComfyUI on the CPU with its built-in nodes and this pack loaded, as main.py would."""
+    server = sys.modules.get("server")
+    if server is not None and getattr(server.PromptServer, "instance", None) is not None:
+        return  # inside the real server (tests/comfy_server.py): main.py has done all this
     sys.path.insert(0, str(HOST))
     import comfy.cli_args
 

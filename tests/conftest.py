@@ -21,3 +21,12 @@ def captured(comfy):
     latents = comfy.captured_latents()
     latents.clear()
     return latents
+
+
+@pytest.fixture(scope="session")
+def comfy_server():
+    """The real ComfyUI server (`main.py --cpu`) with the pack and the test fixture nodes installed."""
+    from comfy_server import ComfyServer
+
+    with ComfyServer() as server:
+        yield server

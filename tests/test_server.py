@@ -1,0 +1,159 @@
+"""The pack inside the real ComfyUI server (`main.py --cpu`), driven over HTTP as the frontend does."""
+
+from __future__ import annotations
+
+import re
+import sys
+
+import comfy_harness
+import numpy as np
+import pytest
+from comfy_server import ServerGraphError, unique_prefix
+from graphs import edit_graph
+
+
+def saving(graph: dict) -> dict:
+    """The graph with its latent capture replaced by VAEDecode -> SaveImage (the server's own outputs)."""
+    graph = {name: node for name, node in graph.items() if node["class_type"] != "P2PTestCaptureLatent"}
+    graph["decode"] = {"class_type": "VAEDecode", "inputs": {"samples": ["sample", 0], "vae": ["model", 2]}}
+    graph["save"] = {"class_type": "SaveImage", "inputs": {"images": ["decode", 0], "filename_prefix": unique_prefix()}}
+    return graph
+
+
+def txt2img(model_seed: int = 0, text: str = "a red cat riding a bicycle", seed: int = 1) -> dict:
+    """The stock graph every ComfyUI user starts from, on the tiny SD1.5-like model."""
+    return saving(
+        {
+            "model": {"class_type": "P2PTestTinyModel", "inputs": {"family": "sd15", "seed": model_seed}},
+            "positive": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["model", 1], "text": text}},
+            "negative": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["model", 1], "text": ""}},
+            "latent": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
+            "sample": {
+                "class_type": "KSampler",
+                "inputs": {
+                    "model": ["model", 0],
+                    "positive": ["positive", 0],
+                    "negative": ["negative", 0],
+                    "latent_image": ["latent", 0],
+                    "seed": seed,
+                    "steps": 4,
+                    "cfg": 5.0,
+                    "sampler_name": "euler",
+                    "scheduler": "normal",
+                    "denoise": 1.0,
+                },
+            },
+        }
+    )
+
+
+def pixels(server, entry: dict) -> list[np.ndarray]:
+    return [np.asarray(image) for image in server.images(entry)]
+
+
+def cached_nodes(entry: dict) -> set[str]:
+    return {
+        node for event, data in entry["status"]["messages"] if event == "execution_cached" for node in data["nodes"]
+    }
+
+
+@pytest.fixture(scope="module")
+def pack_nodes(comfy) -> list:
+    """The pack's node classes, as the in-process host loaded them from the same folder."""
+    package = str(comfy.pack_folder() / comfy.PACK_NAME).replace(".", "_x_")
+    return list(sys.modules[f"{package}.nodes"].NODES)
+
+
+def test_pack_loads_with_no_error_or_warning(comfy_server) -> None:
+    log = comfy_server.log()
+    pack = str(comfy_harness.pack_folder() / comfy_harness.PACK_NAME)
+    import_lines = [line for line in log.splitlines() if re.search(r"seconds.*: " + re.escape(pack) + "$", line)]
+    assert len(import_lines) == 1, f"the pack is not in the import-times list of the log:\n{log}"
+    assert "IMPORT FAILED" not in import_lines[0]
+    repo = str(comfy_harness.REPO)
+    venv = str(comfy_harness.REPO / ".venv")
+    mentions = [
+        line
+        for line in log.splitlines()
+        if (comfy_harness.PACK_NAME in line or (repo in line and venv not in line)) and line not in import_lines
+    ]
+    allowed = re.compile(r"^(Adding extra search path |Automatically register web folder )")
+    unexpected = [line for line in mentions if not allowed.match(line) and "p2p_test_fixtures" not in line]
+    assert not unexpected, "the server log mentions the pack outside its import line:\n" + "\n".join(unexpected)
+    assert not re.search(r"prompt.to.prompt.*(Cannot import|IMPORT FAILED|Traceback)", log, re.IGNORECASE)
+
+
+def test_object_info_lists_every_node_with_tooltips(comfy_server, pack_nodes) -> None:
+    info = comfy_server.get("/object_info").json()
+    assert pack_nodes, "the pack registers no node"
+    for node in pack_nodes:
+        schema = node.GET_SCHEMA()
+        assert schema.node_id in info, f"{schema.node_id} is missing from /object_info"
+        entry = info[schema.node_id]
+        assert entry["python_module"] == f"custom_nodes.{comfy_harness.PACK_NAME}"
+        assert entry["category"].split("/")[0] == "Prompt-to-Prompt"
+        assert entry["description"], f"{schema.node_id} has no description"
+        listed = {**entry["input"].get("required", {}), **entry["input"].get("optional", {})}
+        assert set(listed) == {i.id for i in schema.inputs}, schema.node_id
+        for name, spec in listed.items():
+            options = spec[1] if len(spec) > 1 else {}
+            assert len(options.get("tooltip", "")) > 20, f"{schema.node_id}.{name} has no useful tooltip"
+
+
+def test_stock_txt2img_runs_beside_the_pack(comfy_server) -> None:
+    entry = comfy_server.run(txt2img())
+    [image] = pixels(comfy_server, entry)
+    assert image.shape == (64, 64, 3)
+    assert image.std() > 1.0, "the stock graph gave a flat image"
+
+
+def test_p2p_graph_runs(comfy_server) -> None:
+    entry = comfy_server.run(saving(edit_graph()))
+    source, target = pixels(comfy_server, entry)
+    assert source.shape == target.shape == (64, 64, 3)
+    assert not np.array_equal(source, target), "the word swap left the target identical to the source"
+
+
+def test_bad_word_fails_that_prompt_only(comfy_server) -> None:
+    bad = saving(edit_graph(chain=[("Reweight", {"weights": "zebra=2.0", "cross_replace": 0.8, "self_replace": 0.4})]))
+    with pytest.raises(ServerGraphError) as failure:
+        comfy_server.run(bad)
+    assert "zebra" in failure.value.message
+    assert "Traceback" not in failure.value.message
+    assert comfy_server.get("/system_stats").ok
+    good = edit_graph(chain=[("Reweight", {"weights": "red=2.0", "cross_replace": 0.8, "self_replace": 0.4})])
+    assert len(pixels(comfy_server, comfy_server.run(saving(good)))) == 2
+
+
+def test_graphs_queued_together_do_not_affect_each_other(comfy_server) -> None:
+    """A plain graph, a word swap and a refine + re-weight share one cached model; each gives the same
+    images whether it runs after the others or not, and the plain one is unchanged by the edits."""
+    model_seed = 5  # a model no other test samples with: its first run is the plain graph
+    plain = txt2img(model_seed)
+    swap = saving(
+        edit_graph(loader={"class_type": "P2PTestTinyModel", "inputs": {"family": "sd15", "seed": model_seed}})
+    )
+    refine = saving(
+        edit_graph(
+            source="a cat riding a bicycle",
+            target="a fluffy cat riding a bicycle",
+            edit="AttentionRefine",
+            chain=[("Reweight", {"weights": "fluffy=3", "cross_replace": 0.8, "self_replace": 0.4})],
+            loader={"class_type": "P2PTestTinyModel", "inputs": {"family": "sd15", "seed": model_seed}},
+            seed=7,
+        )
+    )
+    first = {
+        name: pixels(comfy_server, comfy_server.run(g))
+        for name, g in [("plain", plain), ("swap", swap), ("refine", refine)]
+    }
+    # Queued back to back, in another order: the refine now follows the plain graph, the swap follows the refine.
+    order = [("plain", plain), ("refine", refine), ("swap", swap)]
+    ids = [(name, comfy_server.queue(g)) for name, g in order]
+    for name, prompt_id in ids:
+        entry = comfy_server.check(comfy_server.wait(prompt_id))
+        assert "sample" not in cached_nodes(entry), f"{name} came from the cache: the comparison would prove nothing"
+        again = pixels(comfy_server, entry)
+        assert len(again) == len(first[name])
+        for a, b in zip(first[name], again, strict=True):
+            assert np.array_equal(a, b), f"{name} changed when run after the other graphs"

@@ -11,6 +11,9 @@ async def comfy_entrypoint():
     from comfy_api.latest import ComfyExtension, io
 
     from .nodes import NODES
+    from .nodes.routes import register_routes
+
+    register_routes()
 
     class PromptToPrompt(ComfyExtension):
         async def get_node_list(self) -> list[type[io.ComfyNode]]:

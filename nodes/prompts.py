@@ -11,9 +11,9 @@ from ..p2p_core.tokens import PromptSet, PromptTokens
 END_OF_WORD = "</w>"
 
 
-def _sd_tokenizer(clip, key: str):
-    """The SDTokenizer behind output key `key` ("l", "g", "h") of a ComfyUI CLIP."""
-    tokenizer = getattr(clip.tokenizer, f"clip_{key}", None)
+def _sd_tokenizer(tokenizers, key: str):
+    """The SDTokenizer behind output key `key` ("l", "g", "h") of a ComfyUI CLIP's tokenizer."""
+    tokenizer = getattr(tokenizers, f"clip_{key}", None)
     if tokenizer is None or not hasattr(tokenizer, "inv_vocab"):
         raise ValueError(f"Prompt-to-Prompt: unsupported text encoder (no CLIP tokenizer for {key!r})")
     return tokenizer
@@ -25,9 +25,14 @@ def prompt_tokens(clip, text: str) -> tuple[PromptTokens, dict]:
     ComfyUI parses weights like `(red:1.2)`, embeddings and chunks of 77 tokens; the words are
     rebuilt from CLIP's end-of-word marks so that a word split in several tokens stays one word.
     """
-    tokens = clip.tokenize(text, return_word_ids=True)
+    return read_tokens(clip.tokenizer, text, clip.tokenize(text, return_word_ids=True))
+
+
+def read_tokens(tokenizers, text: str, tokens: dict) -> tuple[PromptTokens, dict]:
+    """prompt_tokens from a tokenizer alone: `tokenizers` is a CLIP's `tokenizer` (or a model-free
+    `comfy.sd1_clip.SD1Tokenizer()`), `tokens` what its `tokenize_with_weights(text, True)` gave."""
     key = "l" if "l" in tokens else next(iter(tokens))
-    tokenizer = _sd_tokenizer(clip, key)
+    tokenizer = _sd_tokenizer(tokenizers, key)
     words: list[str] = []
     ids: list[int] = []
     word_of: list[int] = []

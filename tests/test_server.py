@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 
@@ -157,3 +158,88 @@ def test_graphs_queued_together_do_not_affect_each_other(comfy_server) -> None:
         assert len(again) == len(first[name])
         for a, b in zip(first[name], again, strict=True):
             assert np.array_equal(a, b), f"{name} changed when run after the other graphs"
+
+
+def align(comfy_server, **body):
+    response = comfy_server.post("/api/p2p/align", json=body)
+    return response.status_code, response.json()
+
+
+def test_align_route_shows_a_word_swap(comfy_server) -> None:
+    status, answer = align(
+        comfy_server, source="a cat riding a bicycle", target="a cat riding a sports car", edit="replace"
+    )
+    assert status == 200
+    [target] = answer["targets"]
+    assert target["error"] is None
+    statuses = [(w["word"], w["status"], w["from"]) for w in target["words"]]
+    assert statuses == [
+        ("a", "kept", ["a"]),
+        ("cat", "kept", ["cat"]),
+        ("riding", "kept", ["riding"]),
+        ("a", "kept", ["a"]),
+        ("sports", "swapped", ["bicycle"]),
+        ("car", "swapped", ["bicycle"]),
+    ]
+
+
+def test_align_route_shows_a_refinement_per_target(comfy_server) -> None:
+    status, answer = align(
+        comfy_server,
+        source="a castle next to a river",
+        target="children drawing of a castle next to a river\na castle next to a rainbow",
+        edit="refine",
+    )
+    assert status == 200
+    first, second = answer["targets"]
+    assert [w["word"] for w in first["words"] if w["status"] == "added"] == ["children", "drawing", "of"]
+    assert first["removed"] == []
+    assert [w["word"] for w in second["words"] if w["status"] == "added"] == ["rainbow"]
+    assert second["removed"] == ["river"]
+
+
+def test_align_route_explains_a_swap_that_adds_words(comfy_server) -> None:
+    _, answer = align(comfy_server, source="a castle", target="a big castle", edit="replace")
+    assert "big" in answer["targets"][0]["error"] and "AttentionRefine" in answer["targets"][0]["error"]
+
+
+def test_align_route_flags_words_not_in_the_prompts(comfy_server) -> None:
+    checks = [
+        {"field": "weights", "text": "zebra=2, car=2", "node": "5"},
+        {"field": "source_words", "text": "bicycle, car", "node": "6"},
+        {"field": "words", "text": "cat, moon", "node": 7},
+        {"field": "word_schedule", "text": "car", "node": "8"},
+    ]
+    status, answer = align(
+        comfy_server, source="a cat riding a bicycle", target="a cat riding a car", edit="replace", checks=checks
+    )
+    assert status == 200
+    found = [(p["node"], p["field"], p["word"]) for p in answer["problems"]]
+    assert found == [
+        ("5", "weights", "zebra"),
+        ("6", "source_words", "car"),
+        (7, "words", "moon"),
+        ("8", "word_schedule", None),
+    ]
+    assert "zebra" in answer["problems"][0]["message"] and "a cat riding a car" in answer["problems"][0]["message"]
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ("not json", "not JSON"),
+        ([1, 2], "JSON object"),
+        ({"target": "a dog"}, "'source' must be a string"),
+        ({"source": "a cat", "target": "a dog", "edit": "swap"}, "'edit' must be one of"),
+        ({"source": "  ", "target": "a dog"}, "source prompt is empty"),
+        ({"source": "a cat " * 400, "target": "a dog"}, "longer than"),
+        ({"source": "a cat", "target": "a dog\n" * 17}, "more than 16 target lines"),
+        ({"source": "a cat", "target": "a dog", "checks": [{"field": "path", "text": "/etc/passwd"}]}, "check field"),
+        ({"source": "a cat", "target": "a dog", "pad": "x" * 40_000}, "larger than"),
+    ],
+)
+def test_align_route_refuses_bad_requests(comfy_server, body, reason: str) -> None:
+    data = body if isinstance(body, str) else json.dumps(body)
+    response = comfy_server.post("/p2p/align", data=data)
+    assert response.status_code == 400
+    assert reason in response.json()["error"]

@@ -1,0 +1,250 @@
+// Prompt-to-Prompt frontend extension.
+//
+// PromptPair: as the prompts are typed, shows how each target aligns with the source, word by
+// word (kept, swapped, added, removed), as the pack's server route computes it with ComfyUI's own
+// CLIP tokenizer and the mappers the edit nodes use; warns on words named by the connected nodes
+// (Reweight weights, word_schedule, LocalBlend and mask words) that are not in the prompts.
+// AttentionMaskExtract: shows what each mask covers, under the node.
+import { app } from "../../scripts/app.js";
+import { api } from "../../scripts/api.js";
+
+const ROUTE = "/p2p/align";
+const DEBOUNCE_MS = 350;
+const POLL_MS = 300;
+// Inputs of the pack's nodes that name words of the prompts: node id -> widget names.
+const WORD_INPUTS = {
+  AttentionReplace: ["word_schedule"],
+  AttentionRefine: ["word_schedule"],
+  Reweight: ["weights"],
+  LocalBlend: ["source_words", "target_words"],
+  AttentionMaskExtract: ["words"],
+};
+const STYLE = `
+.p2p-align { font: 12px/1.5 sans-serif; color: var(--input-text, #ddd); overflow-y: auto; padding: 2px 4px;
+  box-sizing: border-box; height: 100%; }
+.p2p-align .p2p-row { margin: 2px 0 4px; }
+.p2p-align .p2p-label { opacity: 0.7; margin-right: 4px; }
+.p2p-align .p2p-word { display: inline-block; border-radius: 3px; padding: 0 3px; margin: 1px 2px 1px 0; }
+.p2p-align .kept { background: rgba(128, 128, 128, 0.25); }
+.p2p-align .swapped { background: rgba(230, 140, 20, 0.45); }
+.p2p-align .added { background: rgba(40, 170, 80, 0.45); }
+.p2p-align .partly { background: rgba(200, 190, 40, 0.45); }
+.p2p-align .removed { background: rgba(210, 50, 50, 0.35); text-decoration: line-through; }
+.p2p-align .p2p-error, .p2p-align .p2p-problem { color: #ff7b6b; }
+.p2p-align .p2p-legend { opacity: 0.6; font-size: 11px; }
+`;
+
+function addStyle() {
+  if (document.getElementById("p2p-style")) return;
+  const style = document.createElement("style");
+  style.id = "p2p-style";
+  style.textContent = STYLE;
+  document.head.appendChild(style);
+}
+
+function widgetValue(node, name) {
+  return node.widgets?.find((w) => w.name === name)?.value;
+}
+
+function linkOf(graph, id) {
+  return graph.getLink?.(id) ?? graph.links?.get?.(id) ?? graph.links?.[id];
+}
+
+// The nodes fed by PromptPair's `prompts` output.
+function consumers(node) {
+  const output = node.outputs?.find((o) => o.name === "prompts");
+  const out = [];
+  for (const id of output?.links ?? []) {
+    const link = linkOf(node.graph, id);
+    const target = link && node.graph.getNodeById(link.target_id);
+    if (target) out.push(target);
+  }
+  return out;
+}
+
+// The request for the route: the prompts, the edit the prompts go to, and the word inputs to check.
+function request(node) {
+  const fed = consumers(node);
+  const edit = fed.some((n) => n.comfyClass === "AttentionReplace") ? "replace" : "refine";
+  const checks = [];
+  for (const n of fed) {
+    for (const field of WORD_INPUTS[n.comfyClass] ?? []) {
+      const text = widgetValue(n, field);
+      if (typeof text === "string" && text.trim()) checks.push({ field, text, node: String(n.id) });
+    }
+  }
+  return { source: widgetValue(node, "source") ?? "", target: widgetValue(node, "target") ?? "", edit, checks };
+}
+
+function span(cls, text, title) {
+  const el = document.createElement("span");
+  el.className = cls;
+  el.textContent = text;
+  if (title) el.title = title;
+  return el;
+}
+
+const STATUS_CLASS = { kept: "kept", swapped: "swapped", added: "added", "partly kept": "partly" };
+
+function describe(word) {
+  const tokens = `tokens: ${word.tokens.join(" | ")}`;
+  if (word.status === "swapped") return `swapped: takes the attention of "${word.from.join(" ")}" (${tokens})`;
+  if (word.status === "added") return `added: attends freely (${tokens})`;
+  if (word.status === "partly kept") return `partly kept: some tokens are new (${tokens})`;
+  return `kept (${tokens})`;
+}
+
+function render(panel, answer, edit, titles) {
+  panel.replaceChildren();
+  const editName = edit === "replace" ? "Attention Replace (word swap)" : "Attention Refine";
+  panel.appendChild(span("p2p-legend", `Alignment for ${editName}: kept, swapped, added, removed`));
+  answer.targets.forEach((target, i) => {
+    const row = document.createElement("div");
+    row.className = "p2p-row";
+    row.dataset.target = String(i);
+    row.appendChild(span("p2p-label", answer.targets.length > 1 ? `target ${i + 1}:` : "target:"));
+    if (target.error) {
+      row.appendChild(span("p2p-error", target.error));
+    } else {
+      for (const word of target.words) {
+        const cls = STATUS_CLASS[word.status] ?? "kept";
+        const text = word.status === "swapped" ? `${word.from.join(" ")} → ${word.word}` : word.word;
+        const el = span(`p2p-word ${cls}`, word.status === "added" ? `+${text}` : text, describe(word));
+        el.dataset.status = word.status;
+        row.appendChild(el);
+      }
+      for (const word of target.removed) {
+        const el = span("p2p-word removed", word, "removed: in the source only");
+        el.dataset.status = "removed";
+        row.appendChild(el);
+      }
+    }
+    panel.appendChild(row);
+  });
+  for (const problem of answer.problems) {
+    const row = document.createElement("div");
+    row.className = "p2p-problem";
+    row.dataset.word = problem.word ?? "";
+    row.textContent = `⚠ ${titles[problem.node] ?? "node"}: ${problem.message}`;
+    panel.appendChild(row);
+  }
+}
+
+function markProblems(node, problems) {
+  const byNode = {};
+  for (const p of problems) (byNode[p.node] ??= []).push(p.word ? `"${p.word}" is not in the prompt` : p.message);
+  for (const n of consumers(node)) {
+    const next = byNode[String(n.id)] ?? null;
+    if (JSON.stringify(n.p2pProblems ?? null) !== JSON.stringify(next)) {
+      n.p2pProblems = next;
+      n.setDirtyCanvas?.(true, true);
+    }
+  }
+}
+
+function setupPromptPair(node) {
+  addStyle();
+  const panel = document.createElement("div");
+  panel.className = "p2p-align";
+  panel.textContent = "Type a source and a target prompt to see how they align.";
+  const widget = node.addDOMWidget("alignment", "p2p_alignment", panel, { hideOnZoom: false });
+  widget.serialize = false;
+  widget.computeLayoutSize = () => ({ minHeight: 60, minWidth: 200 });
+  node.p2pAlignment = { panel, key: null, answer: null, pending: null };
+
+  let timer = null;
+  let sequence = 0;
+  const update = async (body) => {
+    const mine = ++sequence;
+    const titles = Object.fromEntries(consumers(node).map((n) => [String(n.id), `${n.title} #${n.id}`]));
+    let answer;
+    try {
+      const response = await api.fetchApi(ROUTE, { method: "POST", body: JSON.stringify(body) });
+      answer = await response.json();
+      if (!response.ok) answer = { error: answer.error ?? response.statusText };
+    } catch (error) {
+      answer = { error: String(error) };
+    }
+    if (mine !== sequence) return; // a newer request is on its way
+    node.p2pAlignment.answer = answer;
+    if (answer.error) {
+      panel.replaceChildren(span("p2p-error", answer.error));
+      markProblems(node, []);
+    } else {
+      render(panel, answer, body.edit, titles);
+      markProblems(node, answer.problems);
+    }
+    node.p2pAlignment.pending = null;
+  };
+  // Polling sees every change that matters: typing, the edit nodes' word inputs, new links.
+  const poll = setInterval(() => {
+    if (!node.graph) return;
+    const body = request(node);
+    const key = JSON.stringify(body);
+    if (key === node.p2pAlignment.key) return;
+    node.p2pAlignment.key = key;
+    node.p2pAlignment.pending = key;
+    clearTimeout(timer);
+    timer = setTimeout(() => update(body), DEBOUNCE_MS);
+  }, POLL_MS);
+  const onRemoved = node.onRemoved;
+  node.onRemoved = function () {
+    clearInterval(poll);
+    clearTimeout(timer);
+    return onRemoved?.apply(this, arguments);
+  };
+}
+
+// A warning line above the nodes whose word inputs name words the prompts lack.
+function drawProblems(nodeType) {
+  const onDrawForeground = nodeType.prototype.onDrawForeground;
+  nodeType.prototype.onDrawForeground = function (ctx) {
+    const result = onDrawForeground?.apply(this, arguments);
+    if (this.p2pProblems?.length && !this.flags?.collapsed) {
+      ctx.save();
+      ctx.font = "12px sans-serif";
+      ctx.fillStyle = "#ff7b6b";
+      const title = globalThis.LiteGraph?.NODE_TITLE_HEIGHT ?? 30;
+      ctx.fillText(`⚠ ${this.p2pProblems.join("; ")}`, 4, -title - 6);
+      ctx.restore();
+    }
+    return result;
+  };
+}
+
+// AttentionMaskExtract reports what each mask covers as text: show it in the node.
+function showMaskReport(nodeType) {
+  const onExecuted = nodeType.prototype.onExecuted;
+  nodeType.prototype.onExecuted = function (message) {
+    onExecuted?.apply(this, arguments);
+    const lines = message?.text;
+    if (!lines?.length) return;
+    if (!this.p2pReport) {
+      addStyle();
+      const el = document.createElement("div");
+      el.className = "p2p-align p2p-report";
+      const widget = this.addDOMWidget("mask_report", "p2p_report", el, { hideOnZoom: false });
+      widget.serialize = false;
+      widget.computeLayoutSize = () => ({ minHeight: 40, minWidth: 200 });
+      this.p2pReport = el;
+    }
+    this.p2pReport.replaceChildren(
+      ...lines
+        .join("\n")
+        .split("\n")
+        .map((line) => span(/EMPTY|FULL/.test(line) ? "p2p-row p2p-problem" : "p2p-row", line)),
+    );
+    this.p2pReport.querySelectorAll(".p2p-row").forEach((el) => el.after(document.createElement("br")));
+  };
+}
+
+app.registerExtension({
+  name: "PromptToPrompt.Alignment",
+  async beforeRegisterNodeDef(nodeType, nodeData) {
+    if (nodeData.name in WORD_INPUTS) drawProblems(nodeType);
+    if (nodeData.name === "AttentionMaskExtract") showMaskReport(nodeType);
+  },
+  async nodeCreated(node) {
+    if (node.comfyClass === "PromptPair") setupPromptPair(node);
+  },
+});

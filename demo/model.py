@@ -1,0 +1,177 @@
+"""The demo model's definition: an SD-like UNet (ComfyUI's own `UNetModel`), a small CLIP text encoder on
+the real CLIP tokenizer, and the one-file checkpoint format. Imports only the light part of `comfy`
+(no `comfy.sd`), so the training script runs beside a bare copy of the `comfy/` tree.
+
+Latents are RGB pixels in [-1, 1] (`[B, 3, H, W]`, no downscale). The model is a rectified flow
+(ComfyUI `ModelType.FLOW`): `x_sigma = (1 - sigma) * x0 + sigma * noise`, the UNet predicts
+`noise - x0`, so the stock samplers need no clipping and sigma = 1 is pure noise.
+"""
+
+from __future__ import annotations
+
+import json
+import types
+from collections.abc import Callable
+from pathlib import Path
+
+import comfy.ops
+import comfy.sd1_clip
+import torch
+from safetensors.torch import load_file, save_file
+
+from .scenes import VOCABULARY
+
+FORMAT = "p2p-demo-1"
+IMAGE_SIZE = 32
+# Attention (self + cross) only at the two coarser levels (16x16, 8x8 at 32 px) and the middle.
+UNET_CONFIG: dict = {
+    "image_size": IMAGE_SIZE,
+    "in_channels": 3,
+    "out_channels": 3,
+    "model_channels": 64,
+    "num_res_blocks": [1, 1, 1],
+    "channel_mult": [1, 1, 2],
+    "transformer_depth": [0, 1, 1],
+    "transformer_depth_middle": 1,
+    "transformer_depth_output": [0, 0, 1, 1, 1, 1],
+    "context_dim": 128,
+    "num_heads": -1,
+    "num_head_channels": 32,
+    "use_spatial_transformer": True,
+    "use_linear_in_transformer": True,
+    "legacy": False,
+    "use_checkpoint": False,
+    "adm_in_channels": None,
+    "use_temporal_resblock": False,
+    "use_temporal_attention": False,
+}
+# Overrides of ComfyUI's CLIP-L text config (sd1_clip_config.json); the vocabulary stays CLIP's.
+TEXT_CONFIG: dict = {
+    "hidden_size": 128,
+    "intermediate_size": 512,
+    "num_attention_heads": 4,
+    "num_hidden_layers": 3,
+    "projection_dim": 128,
+}
+SAMPLING: dict = {"shift": 1.0, "multiplier": 1000}
+TOKEN_KEY = "text_model.embeddings.token_embedding.weight"
+
+
+def init_weights(module: torch.nn.Module) -> None:
+    """Initialise a model built from `comfy.ops` layers (they skip `reset_parameters`).
+
+    Torch's default init everywhere, embeddings at std 0.02, and the last layer of every residual
+    branch (ResBlock out conv, transformer proj_out, UNet output conv) at zero.
+    """
+    for name, m in module.named_modules():
+        if isinstance(m, torch.nn.Embedding):
+            torch.nn.init.normal_(m.weight, std=0.02)
+        elif isinstance(m, (torch.nn.Linear, torch.nn.Conv2d, torch.nn.GroupNorm, torch.nn.LayerNorm)):
+            _reset(m)
+        if name.endswith(("out_layers.3", "proj_out")) or name == "out.2":
+            torch.nn.init.zeros_(m.weight)
+            torch.nn.init.zeros_(m.bias)
+    for name, p in module.named_parameters():
+        if name.endswith("position_embedding.weight"):
+            torch.nn.init.normal_(p, std=0.01)
+
+
+def _reset(m: torch.nn.Module) -> None:
+    """Call the torch base class's `reset_parameters` that the `comfy.ops` subclass disabled."""
+    for base in (torch.nn.Linear, torch.nn.Conv2d, torch.nn.GroupNorm, torch.nn.LayerNorm):
+        if isinstance(m, base):
+            base.reset_parameters(m)
+            return
+
+
+def build_unet(device: torch.device | str = "cpu") -> torch.nn.Module:
+    """A freshly initialised demo UNet (ComfyUI `UNetModel`, fp32) for training."""
+    from comfy.ldm.modules.diffusionmodules.openaimodel import UNetModel
+
+    unet = UNetModel(**UNET_CONFIG, dtype=torch.float32, device=device,
+                     operations=comfy.ops.disable_weight_init)
+    init_weights(unet)
+    return unet
+
+
+def build_text_encoder(device: torch.device | str = "cpu") -> comfy.sd1_clip.SD1ClipModel:
+    """A freshly initialised, trainable text encoder: ComfyUI's SD1 CLIP wrapper on the small config."""
+    te = comfy.sd1_clip.SD1ClipModel(device=device, dtype=torch.float32, model_options={
+        "clip_l_model_config": TEXT_CONFIG, "custom_operations": comfy.ops.disable_weight_init})
+    init_weights(te)
+    te.requires_grad_(True)
+    for layer in te.clip_l.transformer.text_model.encoder.layers:
+        layer.forward = types.MethodType(_clip_layer_forward, layer)
+    return te
+
+
+def encode_tokens(te: comfy.sd1_clip.SD1ClipModel, tokens: torch.Tensor) -> torch.Tensor:
+    """Batched text encoding for training: what `SDClipModel.forward` computes for plain token ids
+    (last layer, final layer norm, no attention mask). tokens: `[B, 77]` long; returns `[B, 77, D]`."""
+    transformer = te.clip_l.transformer
+    embeds = transformer.get_input_embeddings()(tokens, out_dtype=torch.float32)
+    num_tokens = ((tokens == te.clip_l.special_tokens["end"]).int().argmax(-1) + 1).tolist()
+    return transformer(None, None, embeds=embeds, num_tokens=num_tokens, intermediate_output=None,
+                       final_layer_norm_intermediate=True, dtype=torch.float32)[0].float()
+
+
+def _clip_layer_forward(self: torch.nn.Module, x: torch.Tensor, mask: torch.Tensor | None = None,
+                        optimized_attention: Callable | None = None) -> torch.Tensor:
+    """`comfy.clip_model.CLIPLayer.forward` without its in-place residual adds, which autograd rejects.
+
+    x: `[B, T, D]`; the same arithmetic as the original, so trained weights behave identically in ComfyUI.
+    """
+    x = x + self.self_attn(self.layer_norm1(x), mask, optimized_attention)
+    return x + self.mlp(self.layer_norm2(x))
+
+
+def vocabulary_token_ids(tokenizer: comfy.sd1_clip.SD1Tokenizer) -> list[int]:
+    """CLIP token ids of every word the scene captions use, plus start/end."""
+    ids = {49406, 49407}
+    for word in VOCABULARY:
+        for pair in tokenizer.tokenize_with_weights(word)["l"][0]:
+            ids.add(int(pair[0]))
+    return sorted(ids)
+
+
+def save_checkpoint(path: Path, unet: torch.nn.Module, text_encoder: torch.nn.Module, token_ids: list[int],
+                    info: dict) -> None:
+    """Write the one-file demo checkpoint.
+
+    Keys: `unet.*` (UNetModel state dict), `te.*` (CLIPTextModel state dict without the token table),
+    `te_tokens.ids` `[N]` and `te_tokens.rows` `[N, D]` (the embedding rows of the caption vocabulary;
+    the loader leaves every other token at zero). Metadata holds the configs and `info`.
+    """
+    tensors = {f"unet.{k}": v.detach().float().cpu().contiguous() for k, v in unet.state_dict().items()}
+    te_sd = text_encoder.clip_l.transformer.state_dict()
+    table = te_sd.pop(TOKEN_KEY)
+    tensors.update({f"te.{k}": v.detach().float().cpu().contiguous() for k, v in te_sd.items()})
+    ids = torch.tensor(token_ids, dtype=torch.long)
+    tensors["te_tokens.ids"] = ids
+    tensors["te_tokens.rows"] = table.detach().float().cpu()[ids].contiguous()
+    meta = {"format": FORMAT, "unet_config": json.dumps(UNET_CONFIG), "text_config": json.dumps(TEXT_CONFIG),
+            "sampling": json.dumps(SAMPLING), "info": json.dumps(info)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    save_file(tensors, str(tmp), metadata=meta)
+    tmp.replace(path)
+
+
+def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], dict]:
+    """Read a demo checkpoint: (UNet state dict, full CLIPTextModel state dict, metadata with parsed JSON)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        raw_meta = f.metadata() or {}
+    if raw_meta.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a Prompt-to-Prompt demo checkpoint "
+                         f"(format {raw_meta.get('format')!r}, expected {FORMAT!r})")
+    meta = {k: json.loads(v) for k, v in raw_meta.items() if k != "format"}
+    sd = load_file(str(path))
+    unet_sd = {k[5:]: v for k, v in sd.items() if k.startswith("unet.")}
+    te_sd = {k[3:]: v for k, v in sd.items() if k.startswith("te.")}
+    rows = sd["te_tokens.rows"]
+    table = torch.zeros(49408, rows.shape[1], dtype=rows.dtype)
+    table[sd["te_tokens.ids"]] = rows
+    te_sd[TOKEN_KEY] = table
+    return unet_sd, te_sd, meta

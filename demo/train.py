@@ -1,0 +1,176 @@
+"""Train the demo model on procedural scenes; resumes from its last state.
+
+    .venv/bin/python -m demo.train --steps 6000            # CPU, or the GPU when there is one
+
+Seeded: the data of step `i` is drawn from seed `(seed, i)`, so a resumed run sees the same stream.
+Resumes from `--state` (weights, EMA, optimizer) when it exists, else from the weights of `--out`.
+Writes the EMA weights to `--out` (the shipped `demo/p2p_demo.safetensors`) every `--save-every`
+steps, when `--minutes` run out, and at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import time
+from pathlib import Path
+
+import torch
+
+from .comfy_env import ensure_comfy
+from .scenes import sample_scenes
+
+HERE = Path(__file__).resolve().parent
+
+
+def flow_batch(images: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Rectified-flow training triple from images `[B, 3, H, W]` in [0, 1].
+
+    Returns x_sigma `[B, 3, H, W]`, sigma `[B]` (logit-normal, 20 % uniform) and the target
+    `noise - x0` `[B, 3, H, W]`.
+    """
+    x0 = images * 2.0 - 1.0
+    b = x0.shape[0]
+    noise = torch.randn(x0.shape, generator=gen, device=x0.device)
+    logit = torch.sigmoid(torch.randn(b, generator=gen, device=x0.device))
+    uniform = torch.rand(b, generator=gen, device=x0.device)
+    sigma = torch.where(torch.rand(b, generator=gen, device=x0.device) < 0.2, uniform, logit)
+    s = sigma[:, None, None, None]
+    return (1.0 - s) * x0 + s * noise, sigma, noise - x0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=6000, help="total optimizer steps to reach")
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--minutes", type=float, default=0.0,
+                        help="stop and save after this much wall time (0: no limit)")
+    parser.add_argument("--save-every", type=int, default=1000)
+    parser.add_argument("--out", type=Path, default=HERE / "p2p_demo.safetensors")
+    parser.add_argument("--state", type=Path, default=HERE / "train_state.pt")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args()
+
+    ensure_comfy()
+    import comfy.sd1_clip
+
+    from .model import (
+        IMAGE_SIZE,
+        build_text_encoder,
+        build_unet,
+        encode_tokens,
+        read_checkpoint,
+        save_checkpoint,
+        vocabulary_token_ids,
+    )
+
+    device = torch.device(args.device)
+    torch.manual_seed(args.seed)
+    unet, te = build_unet(device), build_text_encoder(device)
+    tokenizer = comfy.sd1_clip.SD1Tokenizer()
+    token_ids = vocabulary_token_ids(tokenizer)
+    params = list(unet.parameters()) + list(te.parameters())
+    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01, betas=(0.9, 0.99))
+    step, seconds = 0, 0.0
+    ema: dict[str, dict[str, torch.Tensor]] = {}
+    if args.state.exists():
+        state = torch.load(args.state, map_location=device)
+        unet.load_state_dict(state["unet"])
+        te.load_state_dict(state["te"])
+        opt.load_state_dict(state["opt"])
+        step, seconds = state["step"], state["seconds"]
+        ema = {"unet": state["ema_unet"], "te": state["ema_te"]}
+        print(f"resumed from {args.state} at step {step}")
+    elif args.out.exists():
+        unet_sd, te_sd, meta = read_checkpoint(args.out)
+        unet.load_state_dict(unet_sd)
+        te.clip_l.transformer.load_state_dict(te_sd)
+        step, seconds = meta["info"]["steps"], meta["info"]["train_seconds"]
+        print(f"resumed from the weights of {args.out} at step {step} (fresh optimizer)")
+    if not args.state.exists():
+        ema = {"unet": copy.deepcopy(unet.state_dict()), "te": copy.deepcopy(te.state_dict())}
+    # Pairs (EMA tensor, live tensor): state_dict() values share storage with the parameters.
+    live = {"unet": unet.state_dict(), "te": te.state_dict()}
+    ema_pairs = [(ema[k][n], v) for k in live for n, v in live[k].items() if v.dtype.is_floating_point]
+    start, base_seconds = time.time(), seconds
+
+    words: dict[str, list[int]] = {}
+
+    def tokens(caption: str) -> list[int]:
+        """CLIP ids `[77]` of a caption, assembled from per-word ids (CLIP tokenizes word by word)."""
+        ids = [49406]
+        for word in caption.split():
+            if word not in words:
+                words[word] = [int(p[0]) for p in tokenizer.tokenize_with_weights(word)["l"][0][1:-1]
+                               if p[0] != 49407]
+            ids += words[word]
+        return ids + [49407] * (77 - len(ids))
+
+    # The fast paths must match ComfyUI's own tokenizer and text-encoding path exactly.
+    probe_gen = torch.Generator(device=device).manual_seed(12345)
+    probe = ["", "a red circle on a blue background", *sample_scenes(32, probe_gen, 32, device).captions]
+    reference = [[int(p[0]) for p in tokenizer.tokenize_with_weights(c)["l"][0]] for c in probe]
+    if [tokens(c) for c in probe] != reference:
+        raise RuntimeError("per-word token assembly differs from comfy's SD1Tokenizer")
+    with torch.no_grad():
+        fast = encode_tokens(te, torch.tensor(reference, device=device))
+        if not torch.allclose(fast, te.clip_l(reference)[0], atol=1e-5):
+            raise RuntimeError("encode_tokens() differs from comfy's SDClipModel.forward()")
+
+    def save() -> None:
+        unet_ema, te_ema = copy.deepcopy(unet), copy.deepcopy(te)
+        unet_ema.load_state_dict(ema["unet"])
+        te_ema.load_state_dict(ema["te"])
+        seconds = base_seconds + time.time() - start
+        name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+        info = {"steps": step, "train_seconds": round(seconds, 1), "batch": args.batch, "lr": args.lr,
+                "seed": args.seed, "device": name}
+        save_checkpoint(args.out, unet_ema, te_ema, token_ids, info)
+        torch.save({"unet": unet.state_dict(), "te": te.state_dict(), "opt": opt.state_dict(), "step": step,
+                    "seconds": seconds, "ema_unet": ema["unet"], "ema_te": ema["te"]}, args.state)
+        print(f"saved step {step} to {args.out}", flush=True)
+
+    gen = torch.Generator(device=device)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+    unet.train()
+    te.train()
+    last_log, losses = time.time(), []
+    while step < args.steps:
+        gen.manual_seed(args.seed * 1_000_003 + step)
+        batch = sample_scenes(args.batch, gen, IMAGE_SIZE, device)
+        drop = (torch.rand(args.batch, generator=gen, device=device) < 0.1).tolist()
+        captions = ["" if d else c for d, c in zip(drop, batch.captions, strict=True)]
+        x, sigma, target = flow_batch(batch.images, gen)
+        for group in opt.param_groups:
+            group["lr"] = args.lr * min(1.0, (step + 1) / 500)
+        with autocast:
+            context = encode_tokens(te, torch.tensor([tokens(c) for c in captions], device=device))
+            pred = unet(x, sigma * 1000.0, context=context)
+            loss = torch.nn.functional.mse_loss(pred.float(), target)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        step += 1
+        decay = min(0.999, (1 + step) / (10 + step))
+        with torch.no_grad():
+            torch._foreach_lerp_([e for e, _ in ema_pairs], [v for _, v in ema_pairs], 1.0 - decay)
+        losses.append(loss.detach())
+        now = time.time()
+        if step % 100 == 0 or step == args.steps:
+            mean = torch.stack(losses).mean().item()
+            rate = len(losses) / (now - last_log)
+            print(f"step {step} loss {mean:.4f} {rate:.2f} it/s elapsed {now - start:.0f}s", flush=True)
+            last_log, losses = now, []
+        out_of_time = args.minutes > 0 and now - start > args.minutes * 60
+        if step % args.save_every == 0 or step == args.steps or out_of_time:
+            save()
+        if out_of_time:
+            break
+
+
+if __name__ == "__main__":
+    main()

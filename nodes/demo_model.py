@@ -1,0 +1,78 @@
+"""The built-in demo model: a loader that builds MODEL, CLIP and VAE from `demo/p2p_demo.safetensors`,
+and an empty latent of the model's pixel-space shape."""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+import comfy.model_management
+import torch
+from comfy_api.latest import io
+
+from ..demo.loader import load_demo
+from .types import CATEGORY
+
+CHECKPOINT = Path(__file__).resolve().parent.parent / "demo" / "p2p_demo.safetensors"
+
+
+@cache
+def _load(path: Path) -> tuple:
+    """Load once per process: the objects are cloned by every node that patches them."""
+    if not path.is_file():
+        raise FileNotFoundError(f"P2PDemoModelLoader: {path} is missing (retrain it: python -m demo.train)")
+    return load_demo(path)
+
+
+class P2PDemoModelLoader(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="P2PDemoModelLoader",
+            display_name="P2P Demo Model Loader",
+            category=CATEGORY,
+            description=(
+                "Loads the pack's small built-in text-to-image model (32x32 pixels, trained on procedural "
+                "scenes such as 'a striped red circle next to a blue square on a yellow background'), so "
+                "Prompt-to-Prompt can be tried on a CPU in seconds. Use it with P2P Demo Empty Latent, the "
+                "stock KSampler (cfg about 5, 20 steps, euler, simple) and the stock VAE Decode."
+            ),
+            inputs=[],
+            outputs=[
+                io.Model.Output(tooltip="The demo UNet (ComfyUI's own SD-style UNet, rectified flow on pixels)."),
+                io.Clip.Output(tooltip="The demo text encoder (a small CLIP on the real CLIP tokenizer)."),
+                io.Vae.Output(tooltip="ComfyUI's pixel-space VAE: latents are the RGB pixels in [-1, 1]."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls) -> io.NodeOutput:
+        model, clip, vae, _ = _load(CHECKPOINT)
+        return io.NodeOutput(model, clip, vae)
+
+
+class P2PDemoEmptyLatent(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="P2PDemoEmptyLatent",
+            display_name="P2P Demo Empty Latent",
+            category=CATEGORY,
+            description="An empty latent for the demo model: 3 channels at full resolution (pixel space).",
+            inputs=[
+                io.Int.Input("width", default=32, min=16, max=512, step=8,
+                             tooltip="Image width in pixels; the model was trained at 32."),
+                io.Int.Input("height", default=32, min=16, max=512, step=8,
+                             tooltip="Image height in pixels; the model was trained at 32."),
+                io.Int.Input("batch_size", default=1, min=1, max=4096, tooltip="Images in the batch."),
+            ],
+            outputs=[io.Latent.Output(tooltip="Zeros of shape [batch, 3, height, width].")],
+        )
+
+    @classmethod
+    def execute(cls, width: int, height: int, batch_size: int = 1) -> io.NodeOutput:
+        device = comfy.model_management.intermediate_device()
+        return io.NodeOutput({"samples": torch.zeros(batch_size, 3, height, width, device=device)})
+
+
+NODES = [P2PDemoModelLoader, P2PDemoEmptyLatent]

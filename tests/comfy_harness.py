@@ -161,7 +161,13 @@ def tiny_model(family: str, seed: int = 0):
         clip_options = {"clip_l_model_config": {**TINY_CLIP, "projection_dim": 64}}
     elif family == "sdxl":
         config = comfy.supported_models.SDXL(
-            {**TINY_UNET, "use_linear_in_transformer": True, "context_dim": 160, "adm_in_channels": 2816 - 2048 + 96}
+            {
+                **TINY_UNET,
+                "use_linear_in_transformer": True,
+                "context_dim": 160,
+                "adm_in_channels": 96 + 6 * 256,
+                "num_classes": "sequential",
+            }
         )
         clip_options = {
             "clip_l_model_config": {**TINY_CLIP, "projection_dim": 64},

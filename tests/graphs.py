@@ -20,12 +20,14 @@ def edit_graph(
     seed: int = 1,
     capture: str = "out",
     loader: dict | None = None,
+    negative: str = "",
+    reference: bool = False,
 ) -> dict:
     """Loader -> PromptPair -> edit node(s) -> KSampler -> capture."""
     graph = {
         "model": loader or {"class_type": "P2PTestTinyModel", "inputs": {"family": family, "seed": 0}},
         "pair": {"class_type": "PromptPair", "inputs": {"clip": ["model", 1], "source": source, "target": target}},
-        "negative": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["model", 1], "text": ""}},
+        "negative": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["model", 1], "text": negative}},
         "latent": {"class_type": "EmptyLatentImage", "inputs": {"width": width, "height": height, "batch_size": batch}},
     }
     model = ["model", 0]
@@ -36,6 +38,9 @@ def edit_graph(
     for i, (class_type, inputs) in enumerate(chain):
         graph[f"chain{i}"] = {"class_type": class_type, "inputs": {"model": model, "prompts": ["pair", 1], **inputs}}
         model = [f"chain{i}", 0]
+    if reference:
+        graph["reference"] = {"class_type": "P2PTestReferenceAttention", "inputs": {"model": model}}
+        model = ["reference", 0]
     graph["sample"] = {
         "class_type": "KSampler",
         "inputs": {

@@ -42,9 +42,28 @@ class CaptureLatent(io.ComfyNode):
         return io.NodeOutput()
 
 
+class ReferenceAttention(io.ComfyNode):
+    """Switches a P2P-patched model to the explicit-softmax reference path of the edit."""
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="P2PTestReferenceAttention",
+            category="testing",
+            inputs=[io.Model.Input("model")],
+            outputs=[io.Model.Output()],
+        )
+
+    @classmethod
+    def execute(cls, model) -> io.NodeOutput:
+        import comfy_harness
+
+        return io.NodeOutput(comfy_harness.pack("nodes.patching").with_reference_attention(model))
+
+
 class TestFixtures(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
-        return [TinyModelLoader, CaptureLatent]
+        return [TinyModelLoader, CaptureLatent, ReferenceAttention]
 
 
 async def comfy_entrypoint() -> TestFixtures:

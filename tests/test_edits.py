@@ -1,0 +1,143 @@
+"""The edit nodes in the real host: identity, fused == reference, batching, samplers, no leak."""
+
+import pytest
+import torch
+from graphs import edit_graph
+
+import comfy_harness
+
+comfy_harness.boot()
+import comfy.samplers  # noqa: E402
+
+SAME = "a red cat riding a bicycle"
+
+
+@pytest.mark.parametrize("family", ["sd15", "sdxl"])
+@pytest.mark.parametrize("sampler", comfy.samplers.SAMPLER_NAMES)
+def test_identity_edit_reproduces_the_source_bit_for_bit(captured, family, sampler):
+    comfy_harness.run_graph(edit_graph(family=family, target=SAME, sampler=sampler, steps=3))
+    out = captured["out"]
+    assert out.shape[0] == 2 and torch.isfinite(out).all()
+    assert torch.equal(out[0], out[1])
+
+
+@pytest.mark.parametrize("scheduler", comfy.samplers.SCHEDULER_NAMES)
+def test_identity_edit_for_every_scheduler(captured, scheduler):
+    comfy_harness.run_graph(edit_graph(target=SAME, sampler="dpmpp_2m_sde", scheduler=scheduler, steps=3))
+    assert torch.equal(captured["out"][0], captured["out"][1])
+
+
+@pytest.mark.parametrize(
+    "edit, target",
+    [("AttentionReplace", SAME), ("AttentionRefine", SAME), ("AttentionReplace", f"{SAME}\n{SAME}")],
+)
+def test_identity_edit_every_node_and_several_targets(captured, edit, target):
+    """Bit-identical with one target. With more, the host's own small matrix products (the time
+    embedding, M = batch rows) round a row differently by its position in the batch: ~1e-7."""
+    comfy_harness.run_graph(edit_graph(edit=edit, target=target, sampler="euler_ancestral"))
+    out = captured["out"]
+    assert out.shape[0] == 1 + len(target.splitlines())
+    for row in out[1:]:
+        if out.shape[0] == 2:
+            assert torch.equal(out[0], row)
+        else:
+            assert (row - out[0]).abs().max() <= 1e-6 * out[0].abs().max()
+
+
+EDITS = {
+    "replace": dict(target="a blue dog riding a bicycle"),
+    "refine": dict(edit="AttentionRefine", target="a photo of a red cat riding a bicycle at night"),
+    "reweight": dict(
+        edit=None,
+        target=SAME,
+        chain=[("Reweight", {"weights": "red=3, cat=-1", "cross_replace": 0.8, "self_replace": 0.4})],
+    ),
+    "replace+reweight": dict(
+        target="a red dog riding a bicycle",
+        chain=[("Reweight", {"weights": "dog=2.5", "cross_replace": 0.8, "self_replace": 0.4})],
+    ),
+    "refine+reweight+reweight": dict(
+        edit="AttentionRefine",
+        target="a fluffy red cat riding a bicycle",
+        chain=[
+            ("Reweight", {"weights": "fluffy=-2", "cross_replace": 0.8, "self_replace": 0.4}),
+            ("Reweight", {"weights": "fluffy=1.5, cat=0.5", "cross_replace": 0.8, "self_replace": 0.4}),
+        ],
+    ),
+}
+
+
+@pytest.mark.parametrize("family", ["sd15", "sdxl"])
+@pytest.mark.parametrize("name", list(EDITS))
+def test_fused_edit_equals_the_explicit_reference_over_a_run(captured, family, name):
+    settings = dict(
+        family=family, sampler="dpmpp_2m", steps=6, edit_inputs={"self_layers": "all layers"}, **EDITS[name]
+    )
+    settings.setdefault("edit", "AttentionReplace")
+    comfy_harness.run_graph(edit_graph(**settings, capture="fused"))
+    comfy_harness.run_graph(edit_graph(**settings, capture="reference", reference=True))
+    comfy_harness.run_graph(edit_graph(**{**settings, "edit": None, "chain": []}, batch=2, capture="plain"))
+    fused, reference, plain = captured["fused"], captured["reference"], captured["plain"]
+    scale = reference.abs().max()
+    assert (fused - reference).abs().max() <= 1e-4 * scale
+    # The edit did something: the target is not what plain sampling of its prompt gives.
+    assert (fused[1] - plain[1]).abs().max() > 1e-2 * scale
+
+
+def test_the_unpatched_model_samples_the_same_after_an_edit(captured):
+    plain = dict(edit=None, target=SAME, batch=2, sampler="euler_ancestral")
+    comfy_harness.run_graph(edit_graph(**plain, capture="before"))
+    comfy_harness.run_graph(
+        edit_graph(
+            sampler="euler_ancestral",
+            chain=[("Reweight", {"weights": "car=2", "cross_replace": 0.8, "self_replace": 0.4})],
+        )
+    )
+    comfy_harness.run_graph(edit_graph(**plain, capture="after"))
+    assert torch.equal(captured["before"], captured["after"])
+
+
+def test_a_latent_of_batch_one_plus_n_gets_the_same_noise_in_every_row(captured):
+    comfy_harness.run_graph(edit_graph(target=SAME, batch=2, capture="two"))
+    comfy_harness.run_graph(edit_graph(target=SAME, batch=1, capture="one"))
+    assert torch.equal(captured["two"], captured["one"])
+
+
+@pytest.mark.parametrize("cfg, negative", [(1.0, ""), (5.0, ", ".join(["blurry, ugly, low quality"] * 40))])
+def test_cfg_one_and_cond_uncond_in_separate_calls(captured, cfg, negative):
+    """cfg 1 drops the unconditional pass; a negative of many chunks makes ComfyUI split the batch."""
+    comfy_harness.run_graph(edit_graph(target=SAME, cfg=cfg, negative=negative, sampler="euler_ancestral"))
+    assert torch.equal(captured["out"][0], captured["out"][1])
+    comfy_harness.run_graph(edit_graph(cfg=cfg, negative=negative, capture="swap", reference=True))
+    comfy_harness.run_graph(edit_graph(cfg=cfg, negative=negative, capture="fused"))
+    assert (captured["swap"] - captured["fused"]).abs().max() <= 1e-4 * captured["swap"].abs().max()
+
+
+def test_prompts_of_different_lengths_refine(captured):
+    long_target = "a red cat riding a bicycle, " + ", ".join(["highly detailed, sharp focus"] * 20)
+    comfy_harness.run_graph(edit_graph(edit="AttentionRefine", target=long_target, capture="fused"))
+    comfy_harness.run_graph(edit_graph(edit="AttentionRefine", target=long_target, capture="ref", reference=True))
+    assert (captured["fused"] - captured["ref"]).abs().max() <= 1e-4 * captured["ref"].abs().max()
+
+
+def test_v_prediction_model(captured):
+    comfy_harness.run_graph(edit_graph(family="sd15_v", target=SAME, sampler="euler_ancestral"))
+    assert torch.equal(captured["out"][0], captured["out"][1])
+
+
+def test_fader_sweep_one_weight_per_target(captured):
+    sweep = "\n".join(["a fluffy red cat riding a bicycle"] * 4)
+    weights = {"weights": "fluffy=-2|0|2|4", "cross_replace": 0.8, "self_replace": 0.4}
+    comfy_harness.run_graph(
+        edit_graph(
+            edit="AttentionRefine",
+            source="a fluffy red cat riding a bicycle",
+            target=sweep,
+            chain=[("Reweight", weights)],
+        )
+    )
+    out = captured["out"]
+    assert out.shape[0] == 5
+    # Weight 1 would be the source; every other weight moves away from it, the farther the more.
+    distance = [(row - out[0]).abs().mean().item() for row in out[1:]]
+    assert distance[2] < distance[3] and distance[1] < distance[0]

@@ -57,6 +57,7 @@ def boot() -> None:
     folder_paths.set_input_directory(str(scratch / "input"))
     folder_paths.set_temp_directory(str(scratch / "temp"))
     folder_paths.add_model_folder_path("checkpoints", str(CACHE / "checkpoints"))
+    folder_paths.add_model_folder_path("loras", str(CACHE / "loras"))
     import nodes
 
     asyncio.run(nodes.init_extra_nodes(init_custom_nodes=False, init_api_nodes=False))
@@ -173,6 +174,18 @@ def tiny_model(family: str, seed: int = 0):
             "clip_l_model_config": {**TINY_CLIP, "projection_dim": 64},
             "clip_g_model_config": {**TINY_CLIP, "hidden_size": 96, "intermediate_size": 192, "projection_dim": 96},
         }
+    elif family == "no_attention":
+        config = comfy.supported_models.SD15(
+            {
+                **TINY_UNET,
+                "context_dim": 64,
+                "adm_in_channels": None,
+                "transformer_depth": [0, 0, 0],
+                "transformer_depth_output": [0] * 6,
+                "transformer_depth_middle": -1,
+            }
+        )
+        clip_options = {"clip_l_model_config": {**TINY_CLIP, "projection_dim": 64}}
     else:
         raise ValueError(family)
     if family == "sd15_v":
@@ -208,3 +221,24 @@ def pack(submodule: str = ""):
 def captured_latents() -> dict:
     """Latents stored by the P2PTestCaptureLatent nodes, by name."""
     return loaded_module(REPO / "tests" / "fixture_nodes").CAPTURED
+
+
+def tiny_lora(family: str = "sd15") -> str:
+    """A LoRA file for the tiny model (every cross-attention key/value projection), by its name in
+    ComfyUI's loras folder."""
+    import safetensors.torch
+
+    name = f"p2p_tiny_{family}_lora.safetensors"
+    path = CACHE / "loras" / name
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        unet = tiny_model(family, 0)[0].model.diffusion_model
+        generator = torch.Generator().manual_seed(5)
+        tensors = {}
+        for key, weight in unet.state_dict().items():
+            if ".attn2.to_k." in key or ".attn2.to_v." in key:
+                stem = "diffusion_model." + key.removesuffix(".weight")
+                tensors[f"{stem}.lora_up.weight"] = torch.randn(weight.shape[0], 4, generator=generator) * 0.3
+                tensors[f"{stem}.lora_down.weight"] = torch.randn(4, weight.shape[1], generator=generator) * 0.3
+        safetensors.torch.save_file(tensors, str(path))
+    return name

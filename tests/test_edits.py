@@ -2,9 +2,9 @@
 
 import pytest
 import torch
-from graphs import edit_graph
 
 import comfy_harness
+from graphs import edit_graph
 
 comfy_harness.boot()
 import comfy.samplers  # noqa: E402

@@ -14,7 +14,10 @@ class TinyModelLoader(io.ComfyNode):
         return io.Schema(
             node_id="P2PTestTinyModel",
             category="testing",
-            inputs=[io.Combo.Input("family", options=["sd15", "sd15_v", "sdxl"]), io.Int.Input("seed", default=0)],
+            inputs=[
+                io.Combo.Input("family", options=["sd15", "sd15_v", "sdxl", "no_attention"]),
+                io.Int.Input("seed", default=0),
+            ],
             outputs=[io.Model.Output(), io.Clip.Output(), io.Vae.Output()],
         )
 
@@ -61,9 +64,40 @@ class ReferenceAttention(io.ComfyNode):
         return io.NodeOutput(comfy_harness.pack("nodes.patching").with_reference_attention(model))
 
 
+OTHER_PACK_CALLS: list[int] = []
+
+
+class OtherPackAttention(io.ComfyNode):
+    """Stands for another pack's attn2 replace patch on every block: scales the values, counts calls."""
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="P2PTestOtherPackAttention",
+            category="testing",
+            inputs=[io.Model.Input("model"), io.Float.Input("scale", default=1.5)],
+            outputs=[io.Model.Output()],
+        )
+
+    @classmethod
+    def execute(cls, model, scale: float) -> io.NodeOutput:
+        from comfy.ldm.modules.attention import optimized_attention
+
+        import comfy_harness
+
+        def other_attention(q, k, v, options):
+            OTHER_PACK_CALLS.append(q.shape[0])
+            return optimized_attention(q, k, v * scale, options["n_heads"])
+
+        patched = model.clone()
+        for key in comfy_harness.pack("nodes.patching").transformer_blocks(model):
+            patched.set_model_attn2_replace(other_attention, *key)
+        return io.NodeOutput(patched)
+
+
 class TestFixtures(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
-        return [TinyModelLoader, CaptureLatent, ReferenceAttention]
+        return [TinyModelLoader, CaptureLatent, ReferenceAttention, OtherPackAttention]
 
 
 async def comfy_entrypoint() -> TestFixtures:

@@ -1,0 +1,133 @@
+"""The built-in demo model: scenes and detector, checkpoint, loader node, stock nodes on it, training."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from demo.detect import detect, match  # noqa: E402
+from demo.scenes import Scene, SceneObject, draw_scene, sample_scenes  # noqa: E402
+
+CHECKPOINT = REPO / "demo" / "p2p_demo.safetensors"
+
+
+def test_detector_reads_drawn_scenes() -> None:
+    batch = sample_scenes(200, torch.Generator().manual_seed(7))
+    scores = [match(s, detect(img)) for s, img in zip(batch.scenes, batch.images, strict=True)]
+    assert sum(r["all"] for r in scores) / len(scores) >= 0.95
+    assert sum(r["texture"] for r in scores) / len(scores) >= 0.95
+    assert all(r["background"] == 1.0 for r in scores if r["background"] == r["background"])
+
+
+def test_drawn_scene_masks_and_caption() -> None:
+    scene = Scene([SceneObject("red", "circle"), SceneObject("blue", "square", "striped")], "yellow", "checkered")
+    drawn = draw_scene(scene, [(8.0, 16.0), (24.0, 16.0)], [6.0, 5.0])
+    assert scene.caption() == "a red circle next to a striped blue square on a checkered yellow background"
+    assert drawn.images.shape == (1, 3, 32, 32) and drawn.masks.shape == (1, 2, 32, 32)
+    assert not (drawn.masks[0, 0] & drawn.masks[0, 1]).any()
+    found = detect(drawn.images[0])
+    assert match(scene, found)["all"] == 1.0 and found.background == "yellow"
+
+
+def test_checkpoint_fits_and_records_its_training() -> None:
+    assert CHECKPOINT.stat().st_size <= 25 * 2**20
+    info = _info(CHECKPOINT)
+    assert info["steps"] > 0 and info["train_seconds"] > 0
+
+
+def _graph(prompt: str, seed: int, batch: int) -> dict:
+    return {
+        "model": {"class_type": "P2PDemoModelLoader", "inputs": {}},
+        "positive": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["model", 1], "text": prompt}},
+        "negative": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["model", 1], "text": ""}},
+        "latent": {"class_type": "P2PDemoEmptyLatent", "inputs": {"width": 32, "height": 32, "batch_size": batch}},
+        "sample": {"class_type": "KSampler", "inputs": {
+            "model": ["model", 0], "positive": ["positive", 0], "negative": ["negative", 0],
+            "latent_image": ["latent", 0], "seed": seed, "steps": 16, "cfg": 5.0,
+            "sampler_name": "euler", "scheduler": "simple", "denoise": 1.0}},
+        "decode": {"class_type": "VAEDecode", "inputs": {"samples": ["sample", 0], "vae": ["model", 2]}},
+        "save": {"class_type": "SaveImage", "inputs": {"images": ["decode", 0], "filename_prefix": "p2p_demo"}},
+        "capture": {"class_type": "P2PTestCaptureLatent", "inputs": {"samples": ["sample", 0], "name": "demo"}},
+    }
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    ["a red circle on a blue background", "a yellow square on a black background",
+     "a striped green triangle next to a white diamond on a purple background"],
+)
+def test_stock_sampler_draws_the_prompted_scene(comfy, captured, prompt: str) -> None:
+    outputs = comfy.run_graph(_graph(prompt, seed=3, batch=3))
+    assert len(outputs["save"]["images"]) == 3  # the stock decoder and saver work on the pixel latents
+    latent = captured["demo"]
+    assert latent.shape == (3, 3, 32, 32)
+    images = ((latent + 1) / 2).clamp(0, 1)
+    scene = _parse(prompt)
+    right = [match(scene, detect(img))["all"] for img in images]
+    assert sum(right) >= 2, f"{prompt!r}: {right}"
+
+
+def _parse(prompt: str) -> Scene:
+    """The Scene of a caption written in the generator's grammar."""
+    body, _, background = prompt.partition(" on a ")
+    objects = []
+    for phrase in body.split(" next to "):
+        words = phrase.split()[1:]
+        texture = words[0] if len(words) == 3 else "plain"
+        objects.append(SceneObject(words[-2], words[-1], texture))
+    bg_words = background.split()
+    return Scene(objects, bg_words[-2] if bg_words else None, bg_words[0] if len(bg_words) == 3 else "plain")
+
+
+def test_attention_patches_hit_every_transformer_as_on_sd15(comfy) -> None:
+    """attn1/attn2 replace patches keyed (block, id, index) reach the demo UNet's 7 transformer blocks."""
+    from comfy import sample as comfy_sample
+
+    loader = comfy.pack("nodes.demo_model")
+    model, clip, _, _ = loader._load(loader.CHECKPOINT)
+    layers = [("input", 3), ("input", 5), ("middle", 0)] + [("output", i) for i in range(4)]
+    seen: list[tuple] = []
+    patched = model.clone()
+    for block, number in layers:
+        def spy(q, k, v, extra, kind="attn2"):
+            seen.append((kind, *extra["block"], extra["n_heads"] * extra["dim_head"], k.shape[1]))
+            return torch.nn.functional.scaled_dot_product_attention(
+                *(t.view(t.shape[0], t.shape[1], extra["n_heads"], -1).transpose(1, 2) for t in (q, k, v))
+            ).transpose(1, 2).reshape(q.shape)
+
+        patched.set_model_attn2_replace(spy, block, number)
+        patched.set_model_attn1_replace(lambda q, k, v, extra, s=spy: s(q, k, v, extra, "attn1"), block, number)
+    cond, pooled = clip.encode_from_tokens(clip.tokenize("a red circle"), return_pooled=True)
+    latent = torch.zeros(1, 3, 32, 32)
+    comfy_sample.sample(patched, torch.randn(1, 3, 32, 32), 1, 1.0, "euler", "simple",
+                        [[cond, {"pooled_output": pooled}]], [[cond, {"pooled_output": pooled}]], latent,
+                        disable_pbar=True)
+    cross = {(b, i) for kind, b, i, _, n in seen if kind == "attn2" and n == 77}
+    self_ = {(b, i) for kind, b, i, _, n in seen if kind == "attn1" and n in (64, 256)}
+    assert cross == set(layers) and self_ == set(layers)
+
+
+def test_training_resumes(tmp_path: Path) -> None:
+    out, state = tmp_path / "demo.safetensors", tmp_path / "state.pt"
+    cmd = [sys.executable, "-m", "demo.train", "--batch", "4", "--out", str(out), "--state", str(state)]
+    for steps in (1, 2):
+        subprocess.run([*cmd, "--steps", str(steps)], cwd=REPO, check=True, capture_output=True, timeout=300)
+    assert _info(out)["steps"] == 2
+    assert state.exists()
+
+
+def _info(path: Path) -> dict:
+    """The training record in a demo checkpoint's metadata (the file format is checked too)."""
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata()
+    assert meta["format"] == "p2p-demo-1"
+    return json.loads(meta["info"])

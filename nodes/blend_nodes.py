@@ -280,12 +280,17 @@ def _word_positions(prompts: PromptSet, words: list[str]) -> list[list[list[int]
 def _labels(words: list[str], present: list[bool], panel_width: int) -> torch.Tensor:
     """[label_h, len(words) * panel_width, 3]: each word written under its panel."""
     height = max(14, panel_width // 10)
-    font = ImageFont.load_default(size=max(10, height * 3 // 4))
+    try:
+        font = ImageFont.load_default(size=max(10, height * 3 // 4))
+    except TypeError:  # Pillow before 10.1: one bitmap size
+        font = ImageFont.load_default()
     strip = Image.new("RGB", (panel_width * len(words), height), "white")
     draw = ImageDraw.Draw(strip)
     for i, (word, there) in enumerate(zip(words, present, strict=True)):
         text = word if there else f"{word} (not in prompt)"
-        draw.text((i * panel_width + panel_width // 2, height // 2), text, fill="black", font=font, anchor="mm")
+        left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+        origin = (i * panel_width + (panel_width - right + left) // 2 - left, (height - bottom + top) // 2 - top)
+        draw.text(origin, text, fill="black", font=font)
     return torch.frombuffer(bytearray(strip.tobytes()), dtype=torch.uint8).reshape(height, -1, 3).float() / 255
 
 

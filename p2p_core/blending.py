@@ -5,7 +5,9 @@ max-pool 3x3, normalise by the max, upsample (bilinear) to the latent [H, W], th
 gets its own mask and the masks are united (the paper sums the words' maps before normalising,
 which lets a strongly attended word hide a weak one). A target row's mask is the union of the
 source words' masks on the source row and the target words' masks on that target row, as the paper
-unites the source and target masks. The blend of a batch [R, C, H, W] (row 0 source):
+unites the source and target masks. The maps are those averaged over every step so far, the
+current one included (the paper's running attention store), not the current step's alone.
+The blend of a batch [R, C, H, W] (row 0 source):
 
     x_tgt = x_src + mask * (x_tgt - x_src)        (a binary mask: torch.where, exact where mask = 0)
 """

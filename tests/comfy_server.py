@@ -20,9 +20,10 @@ import time
 import uuid
 from pathlib import Path
 
-import comfy_harness
 import requests
 from PIL import Image
+
+import comfy_harness
 
 TESTS = Path(__file__).resolve().parent
 FIXTURE_NODES = TESTS / "fixture_nodes"

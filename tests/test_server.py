@@ -6,10 +6,11 @@ import json
 import re
 import sys
 
-import comfy_harness
 import numpy as np
 import pytest
 from comfy_server import ServerGraphError, unique_prefix
+
+import comfy_harness
 from graphs import edit_graph
 
 

@@ -52,7 +52,7 @@ function linkOf(graph, id) {
 
 // The nodes fed by PromptPair's `prompts` output.
 function consumers(node) {
-  const output = node.outputs?.find((o) => o.name === "prompts");
+  const output = node.outputs?.find((o) => o.type === "P2P_PROMPTS");
   const out = [];
   for (const id of output?.links ?? []) {
     const link = linkOf(node.graph, id);

@@ -1,0 +1,49 @@
+"""The real ComfyUI frontend in the browser: open it as a returning user, drop workflow files on it."""
+
+from __future__ import annotations
+
+from browser.cdp import Chromium
+
+SETTINGS = {
+    # A first visit opens the templates browser over the canvas.
+    "Comfy.TutorialCompleted": True,
+    "Comfy.Minimap.Visible": False,
+}
+QUIET_JS = "localStorage.setItem('vueNodesBannerDismissed', 'true');"
+"""Before the page's own scripts: no "try the new node design" banner over the screenshots."""
+
+DROP_JS = """
+async (name, text) => {
+  const transfer = new DataTransfer();
+  transfer.items.add(new File([text], name, { type: "application/json" }));
+  const before = app.graph.nodes.map((n) => n.id).join();
+  document.dispatchEvent(new DragEvent("drop", { dataTransfer: transfer, bubbles: true, cancelable: true }));
+  for (let i = 0; i < 100; i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    if (app.graph.nodes.length && app.graph.nodes.map((n) => n.id).join() !== before) return app.graph.nodes.length;
+  }
+  return 0;
+}
+"""
+
+
+def open_frontend(server, browser: Chromium) -> None:
+    """Open the server's frontend and wait until it has loaded the node definitions and this pack's extension."""
+    response = server.post("/settings", json=SETTINGS)
+    response.raise_for_status()
+    browser.send("Page.addScriptToEvaluateOnNewDocument", source=QUIET_JS)
+    browser.goto(server.url)
+    browser.wait_for(
+        "window.app?.graph && window.LiteGraph?.registered_node_types?.PromptPair"
+        " && app.extensions?.some((e) => e.name === 'PromptToPrompt.Alignment')",
+        timeout=90,
+        what="the frontend with the pack's nodes and extension",
+    )
+
+
+def drop_workflow(browser: Chromium, name: str, text: str) -> int:
+    """Drop a workflow file on the page as a user drags one in; returns the number of nodes loaded."""
+    count = browser.call(DROP_JS, name, text)
+    if not count:
+        raise AssertionError(f"dropping {name} loaded no graph")
+    return count

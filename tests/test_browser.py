@@ -1,0 +1,262 @@
+"""The pack as a user meets it: the real frontend in headless Chromium, served by the real server.
+
+Every shipped workflow is dropped on the page as a drag-and-drop does, queued from the frontend,
+and must finish with no error and with its images. A workflow made for a real checkpoint runs on
+the random-weight tiny model of its family (picked from its file name) at a small size and few
+steps. The PromptPair alignment display is checked by typing into the prompts. Screenshots go
+to docs/screenshots/ for the README.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from pathlib import Path
+
+import pytest
+from browser.cdp import Chromium
+from browser.frontend import drop_workflow, open_frontend
+from PIL import Image
+
+import comfy_harness
+
+WORKFLOWS = sorted((comfy_harness.REPO / "workflows").glob("*.json"))
+SHOTS = comfy_harness.REPO / "docs" / "screenshots"
+
+INSTRUMENT_JS = """
+(() => {
+  // Remember the id of every prompt the frontend queues (the server's answer to POST /prompt).
+  if (window.__p2pQueued) return;
+  window.__p2pQueued = [];
+  const api = window.comfyAPI.api.api;
+  const queuePrompt = api.queuePrompt.bind(api);
+  api.queuePrompt = async (...args) => {
+    const answer = await queuePrompt(...args);
+    window.__p2pQueued.push(answer.prompt_id);
+    return answer;
+  };
+})()
+"""
+
+FIXTURE_JS = """
+(family, photo) => {
+  // What the test changes before queueing: the tiny model of the family for every checkpoint
+  // loader, a small image, few steps, the uploaded photo.
+  const graph = app.graph;
+  const set = (node, name, value) => {
+    const widget = node.widgets?.find((w) => w.name === name);
+    if (widget) { widget.value = value; widget.callback?.(value); }
+  };
+  for (const loader of graph.nodes.filter((n) => n.type === "CheckpointLoaderSimple")) {
+    const tiny = LiteGraph.createNode("P2PTestTinyModel");
+    tiny.pos = [...loader.pos];
+    graph.add(tiny);
+    set(tiny, "family", family);
+    set(tiny, "seed", 0);
+    set(tiny, "control_after_generate", "fixed");
+    loader.outputs.forEach((output, slot) => {
+      for (const id of [...(output.links ?? [])]) {
+        const link = graph.getLink?.(id) ?? graph.links.get?.(id) ?? graph.links[id];
+        tiny.connect(slot, graph.getNodeById(link.target_id), link.target_slot);
+      }
+    });
+    graph.remove(loader);
+  }
+  for (const node of graph.nodes) {
+    if (node.type === "EmptyLatentImage") { set(node, "width", 64); set(node, "height", 64); }
+    if (["KSampler", "KSamplerAdvanced", "DDIMInvert"].includes(node.type)) set(node, "steps", 4);
+    if (node.type === "LoadImage") set(node, "image", photo);
+  }
+  graph.setDirtyCanvas(true, true);
+}
+"""
+
+FIT_JS = """
+(() => {
+  // Frame every node of the graph, as the "fit view" button does.
+  const nodes = app.graph.nodes;
+  const x0 = Math.min(...nodes.map((n) => n.pos[0]));
+  const y0 = Math.min(...nodes.map((n) => n.pos[1] - 30));
+  const x1 = Math.max(...nodes.map((n) => n.pos[0] + n.size[0]));
+  const y1 = Math.max(...nodes.map((n) => n.pos[1] + n.size[1]));
+  const canvas = app.canvas.canvas;
+  const scale = Math.min((canvas.clientWidth - 60) / (x1 - x0 + 80), (canvas.clientHeight - 60) / (y1 - y0 + 80), 1.2);
+  app.canvas.ds.scale = scale;
+  app.canvas.ds.offset = [90 / scale - x0, 60 / scale - y0];
+  app.graph.setDirtyCanvas(true, true);
+})()
+"""
+
+
+def family_of(path: Path) -> str:
+    return "sdxl" if "sdxl" in path.stem else "sd15"
+
+
+@pytest.fixture(scope="module")
+def browser(comfy_server):
+    with Chromium() as chromium:
+        open_frontend(comfy_server, chromium)
+        chromium.evaluate(INSTRUMENT_JS)
+        yield chromium
+
+
+@pytest.fixture(scope="module")
+def photo(comfy_server) -> str:
+    """A small 'photo' uploaded through the frontend's upload route, for the real-image workflow."""
+    image = Image.new("RGB", (64, 64), (200, 180, 40))
+    for x in range(16, 48):
+        for y in range(20, 44):
+            image.putpixel((x, y), (200, 30, 30))
+    data = io.BytesIO()
+    image.save(data, format="PNG")
+    response = comfy_server.post("/upload/image", files={"image": ("p2p_test_photo.png", data.getvalue())})
+    response.raise_for_status()
+    return response.json()["name"]
+
+
+def queue_from_frontend(browser: Chromium) -> str:
+    """Queue the loaded graph as the Run button does; the prompt id, or the frontend's error."""
+    count = browser.evaluate("window.__p2pQueued.length")
+    browser.evaluate("app.queuePrompt(0, 1)")
+    errors = browser.evaluate("JSON.stringify(app.lastNodeErrors ?? null)")
+    assert json.loads(errors) in (None, {}), f"the server refused the graph: {errors}"
+    browser.wait_for(f"window.__p2pQueued.length > {count}", timeout=30, what="the prompt to be queued")
+    return browser.evaluate("window.__p2pQueued.at(-1)")
+
+
+def screenshot(browser: Chromium, name: str) -> Path:
+    browser.evaluate(FIT_JS)
+    time.sleep(0.5)
+    return browser.screenshot(SHOTS / f"{name}.png")
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=[p.stem for p in WORKFLOWS])
+def test_workflow_runs_from_a_drop(comfy_server, browser: Chromium, photo: str, path: Path) -> None:
+    saved = json.loads(path.read_text())
+    loaded = drop_workflow(browser, path.name, path.read_text())
+    assert loaded == len(saved["nodes"])
+    browser.call(FIXTURE_JS, family_of(path), photo)
+    entry = comfy_server.check(comfy_server.wait(queue_from_frontend(browser), timeout=600))
+    images = comfy_server.images(entry)
+    assert images, f"{path.name} saved no image"
+    rows = max(len(o.get("images", [])) for o in entry["outputs"].values())
+    assert rows >= 2, f"{path.name}: expected the source and at least one target"
+    browser.wait_for("!app.lastExecutionError", timeout=10, what="no execution error in the frontend")
+    page_errors = [e for e in browser.errors() if "p2p" in e.lower()]
+    assert not page_errors, page_errors
+    screenshot(browser, path.stem)
+
+
+TYPE_JS = """
+(name) => {
+  // Focus a multiline prompt of the PromptPair node and select its text, as a click and Ctrl+A would.
+  const node = app.graph.nodes.find((n) => n.type === "PromptPair");
+  const area = node.widgets.find((w) => w.name === name).element;
+  area.focus();
+  area.select();
+  return true;
+}
+"""
+
+PANEL_JS = """
+(() => {
+  const node = app.graph.nodes.find((n) => n.type === "PromptPair");
+  const panel = node.p2pAlignment.panel;
+  return {
+    pending: node.p2pAlignment.pending !== null,
+    words: [...panel.querySelectorAll(".p2p-word")].map((e) => [e.dataset.status, e.textContent]),
+    errors: [...panel.querySelectorAll(".p2p-error")].map((e) => e.textContent),
+    problems: [...panel.querySelectorAll(".p2p-problem")].map((e) => e.textContent),
+    legend: panel.querySelector(".p2p-legend")?.textContent ?? "",
+  };
+})()
+"""
+
+
+def type_prompt(browser: Chromium, name: str, text: str) -> None:
+    browser.call(TYPE_JS, name)
+    browser.send("Input.insertText", text=text)
+
+
+def settled_panel(browser: Chromium, expect: str) -> dict:
+    """The PromptPair panel once it shows an answer containing `expect`."""
+    browser.wait_for(
+        f"(() => {{ const p = {PANEL_JS}; return !p.pending && JSON.stringify(p).includes({json.dumps(expect)}); }})()",
+        timeout=30,
+        what=f"the alignment panel to show {expect!r}",
+    )
+    return browser.evaluate(PANEL_JS)
+
+
+FRAME_JS = """
+(types) => {
+  // Zoom onto the nodes of the given types; their rectangle on the page.
+  const nodes = app.graph.nodes.filter((n) => types.includes(n.type));
+  const x0 = Math.min(...nodes.map((n) => n.pos[0])) - 20;
+  const y0 = Math.min(...nodes.map((n) => n.pos[1])) - 60;
+  const x1 = Math.max(...nodes.map((n) => n.pos[0] + n.size[0])) + 20;
+  const y1 = Math.max(...nodes.map((n) => n.pos[1] + n.size[1])) + 20;
+  const canvas = app.canvas.canvas;
+  const s = Math.min(1.3, (canvas.clientWidth - 120) / (x1 - x0), (canvas.clientHeight - 140) / (y1 - y0));
+  app.canvas.ds.scale = s;
+  app.canvas.ds.offset = [80 / s - x0, 100 / s - y0];
+  app.graph.setDirtyCanvas(true, true);
+  const box = canvas.getBoundingClientRect();
+  return { x: box.left + 80, y: box.top + 100, width: (x1 - x0) * s, height: (y1 - y0) * s };
+}
+"""
+
+
+def node_shot(browser: Chromium, name: str, types: list[str]) -> Path:
+    """A screenshot framing the nodes of the given types."""
+    rect = browser.call(FRAME_JS, types)
+    time.sleep(0.5)
+    return browser.screenshot(SHOTS / f"{name}.png", clip=rect)
+
+
+def load(browser: Chromium, name: str) -> None:
+    path = comfy_harness.REPO / "workflows" / f"{name}.json"
+    drop_workflow(browser, path.name, path.read_text())
+
+
+def test_alignment_shows_a_word_swap(browser: Chromium) -> None:
+    load(browser, "p2p_word_swap")
+    type_prompt(browser, "source", "a cat riding a bicycle")
+    type_prompt(browser, "target", "a cat riding a sports car")
+    panel = settled_panel(browser, "sports car")
+    assert "Attention Replace" in panel["legend"]
+    assert ["swapped", "bicycle → sports"] in panel["words"] and ["swapped", "bicycle → car"] in panel["words"]
+    assert [status for status, _ in panel["words"]].count("kept") == 4
+    node_shot(browser, "alignment_word_swap", ["PromptPair", "AttentionReplace"])
+
+
+def test_alignment_shows_a_refinement(browser: Chromium) -> None:
+    load(browser, "p2p_refine")
+    type_prompt(browser, "source", "a castle next to a river")
+    type_prompt(browser, "target", "children drawing of a castle next to a river")
+    panel = settled_panel(browser, "+children")
+    assert "Attention Refine" in panel["legend"]
+    assert [text for status, text in panel["words"] if status == "added"] == ["+children", "+drawing", "+of"]
+    assert not panel["errors"] and not panel["problems"]
+    node_shot(browser, "alignment_refine", ["PromptPair", "AttentionRefine"])
+
+
+def test_alignment_warns_on_a_word_not_in_the_prompt(browser: Chromium) -> None:
+    load(browser, "p2p_reweight_fader")
+    browser.evaluate(
+        """
+        (() => {
+          const node = app.graph.nodes.find((n) => n.type === "Reweight");
+          const widget = node.widgets.find((w) => w.name === "weights");
+          widget.value = "zebra=2";
+          widget.callback?.(widget.value);
+        })()
+        """
+    )
+    panel = settled_panel(browser, "zebra")
+    [problem] = panel["problems"]
+    assert "Reweight" in problem and "'zebra' is not in the prompt" in problem
+    marked = browser.evaluate("app.graph.nodes.find((n) => n.type === 'Reweight').p2pProblems")
+    assert marked == ['"zebra" is not in the prompt']
+    node_shot(browser, "alignment_missing_word", ["PromptPair", "Reweight"])

@@ -16,11 +16,12 @@ DROP_JS = """
 async (name, text) => {
   const transfer = new DataTransfer();
   transfer.items.add(new File([text], name, { type: "application/json" }));
-  const before = app.graph.nodes.map((n) => n.id).join();
+  for (const node of app.graph.nodes) node.p2pBeforeDrop = true;
   document.dispatchEvent(new DragEvent("drop", { dataTransfer: transfer, bubbles: true, cancelable: true }));
   for (let i = 0; i < 100; i++) {
     await new Promise((r) => setTimeout(r, 100));
-    if (app.graph.nodes.length && app.graph.nodes.map((n) => n.id).join() !== before) return app.graph.nodes.length;
+    const nodes = app.graph.nodes;
+    if (nodes.length && !nodes.some((n) => n.p2pBeforeDrop)) return nodes.length;
   }
   return 0;
 }

@@ -11,13 +11,26 @@ scored by `demo.detect` (colour, shape, texture, background, object masks).
 1. The model: prompts drawn by `demo.scenes`, one seed each; the fraction of prompted objects drawn
    with the prompted colour, shape and texture, of images with every object right, and of named
    backgrounds right.
+2. Edits, each with Prompt-to-Prompt and with the naive baseline (the same seed, the target prompt
+   alone), on two-object scenes with a named background (one seed each): word swap of a colour and
+   of a shape (AttentionReplace), refine adding a texture word (AttentionRefine), the colour swap
+   with LocalBlend, and a real image (a procedurally drawn picture: DDIMInvert, then the colour
+   swap; the baseline samples the target prompt from the same inverted noise). Columns: edit success
+   (every object of the target prompt detected right), object IoU (each source object against the
+   best-overlapping target object, mean) and centroid shift (pixels) against the source image,
+   background PSNR (outside both images' objects), and for the real image the reconstruction PSNR
+   of the source branch.
+3. Re-weight fader (Reweight, 'striped=c' on a striped object; baseline: ComfyUI's own prompt
+   weight '(striped:c)'): the mean share of the stripe colour inside the object, per c.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
+import math
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -28,8 +41,8 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
 import comfy_harness  # noqa: E402
-from demo.detect import detect, match  # noqa: E402
-from demo.scenes import sample_scenes  # noqa: E402
+from demo.detect import SceneDetection, detect, match  # noqa: E402
+from demo.scenes import COLOUR_NAMES, SHAPES, Scene, sample_scenes  # noqa: E402
 
 
 @dataclass
@@ -76,6 +89,244 @@ def model_accuracy(seeds: int, s: Sampling, seed: int = 0) -> dict[str, float]:
     return {k: float(np.nanmean([r[k] for r in scores])) for k in scores[0]}
 
 
+def _base(s: Sampling, batch: int = 1) -> dict:
+    """Loader, empty negative and empty latent nodes shared by the edit graphs."""
+    return {
+        "model": {"class_type": "P2PDemoModelLoader", "inputs": {}},
+        "negative": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["model", 1], "text": ""}},
+        "latent": {"class_type": "P2PDemoEmptyLatent", "inputs": {"width": 32, "height": 32, "batch_size": batch}},
+    }
+
+
+def _ksampler(model: list, positive: list, seed: int, s: Sampling) -> dict:
+    return {"class_type": "KSampler", "inputs": {
+        "model": model, "positive": positive, "negative": ["negative", 0], "latent_image": ["latent", 0],
+        "seed": seed, "steps": s.steps, "cfg": s.cfg, "sampler_name": s.sampler, "scheduler": s.scheduler,
+        "denoise": 1.0}}
+
+
+def p2p_graph(source: str, target: str, seed: int, s: Sampling, chain: list[tuple[str, dict]]) -> dict:
+    """Demo loader -> PromptPair -> the chained P2P nodes -> KSampler (batch-1 latent) -> capture."""
+    graph = _base(s)
+    graph["pair"] = {"class_type": "PromptPair", "inputs": {"clip": ["model", 1], "source": source, "target": target}}
+    model = ["model", 0]
+    for i, (class_type, inputs) in enumerate(chain):
+        graph[f"edit{i}"] = {"class_type": class_type,
+                             "inputs": {"model": model, "prompts": ["pair", 1], **inputs}}
+        model = [f"edit{i}", 0]
+    graph["sample"] = _ksampler(model, ["pair", 0], seed, s)
+    graph["capture"] = {"class_type": "P2PTestCaptureLatent", "inputs": {"samples": ["sample", 0], "name": "out"}}
+    return graph
+
+
+def real_image_graph(image_name: str, source: str, target: str, s: Sampling, p2p: bool,
+                     edit: dict) -> dict:
+    """LoadImage -> VAEEncode -> DDIMInvert (source prompt) -> KSamplerAdvanced without added noise, with
+    AttentionReplace pinned to the inversion (p2p) or the target prompt alone (baseline)."""
+    graph = _base(s)
+    graph["image"] = {"class_type": "LoadImage", "inputs": {"image": image_name}}
+    graph["encode"] = {"class_type": "VAEEncode", "inputs": {"pixels": ["image", 0], "vae": ["model", 2]}}
+    graph["pair"] = {"class_type": "PromptPair", "inputs": {"clip": ["model", 1], "source": source, "target": target}}
+    graph["invert"] = {"class_type": "DDIMInvert", "inputs": {
+        "model": ["model", 0], "positive": ["pair", 0], "latent": ["encode", 0], "steps": s.steps,
+        "scheduler": s.scheduler}}
+    if p2p:
+        graph["edit"] = {"class_type": "AttentionReplace", "inputs": {
+            "model": ["model", 0], "prompts": ["pair", 1], **edit, "inversion": ["invert", 1]}}
+        model, positive = ["edit", 0], ["pair", 0]
+    else:
+        graph["target"] = {"class_type": "CLIPTextEncode", "inputs": {"clip": ["model", 1], "text": target}}
+        model, positive = ["model", 0], ["target", 0]
+    graph["sample"] = {"class_type": "KSamplerAdvanced", "inputs": {
+        "model": model, "add_noise": "disable", "noise_seed": 0, "steps": s.steps, "cfg": s.cfg,
+        "sampler_name": s.sampler, "scheduler": s.scheduler, "positive": positive,
+        "negative": ["negative", 0], "latent_image": ["invert", 0], "start_at_step": 0, "end_at_step": 10000,
+        "return_with_leftover_noise": "disable"}}
+    graph["capture"] = {"class_type": "P2PTestCaptureLatent", "inputs": {"samples": ["sample", 0], "name": "out"}}
+    return graph
+
+
+def layout(source: SceneDetection, target: SceneDetection) -> tuple[float, float]:
+    """Mean over the source objects of the best mask IoU with a target object, and the mean centroid shift
+    (pixels) of the matched pairs (NaN when none matched)."""
+    ious, shifts = [], []
+    for obj in source.objects:
+        scored = [((obj.mask & t.mask).sum() / max(1, (obj.mask | t.mask).sum()), t) for t in target.objects]
+        iou, best = max(scored, key=lambda x: x[0], default=(0.0, None))
+        ious.append(float(iou))
+        if best is not None and iou > 0:
+            shifts.append(math.dist(obj.centroid, best.centroid))
+    return (float(np.mean(ious)) if ious else 0.0), (float(np.mean(shifts)) if shifts else float("nan"))
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor, where: np.ndarray | None = None) -> float:
+    """PSNR (dB, images in [0, 1], capped at 100) of `[3, H, W]` images, over the `[H, W]` pixels `where`."""
+    err = ((a - b) ** 2).mean(0).numpy()
+    mse = float(err[where].mean()) if where is not None else float(err.mean())
+    return 100.0 if mse <= 1e-10 else min(100.0, 10.0 * math.log10(1.0 / mse))
+
+
+def background_psnr(a: torch.Tensor, b: torch.Tensor, da: SceneDetection, db: SceneDetection) -> float:
+    """PSNR outside both images' objects, grown by one pixel."""
+    fg = np.zeros(a.shape[1:], dtype=bool)
+    for o in da.objects + db.objects:
+        fg |= o.mask
+    grown = fg.copy()
+    grown[1:] |= fg[:-1]
+    grown[:-1] |= fg[1:]
+    grown[:, 1:] |= fg[:, :-1]
+    grown[:, :-1] |= fg[:, 1:]
+    return psnr(a, b, ~grown) if (~grown).any() else float("nan")
+
+
+@dataclass
+class EditRow:
+    """Per-seed results of one edit with one method."""
+
+    success: list[float] = field(default_factory=list)
+    iou: list[float] = field(default_factory=list)
+    shift: list[float] = field(default_factory=list)
+    background: list[float] = field(default_factory=list)
+    reconstruction: list[float] = field(default_factory=list)
+
+    def add(self, target_scene: Scene, src_img: torch.Tensor, tgt_img: torch.Tensor) -> None:
+        src, tgt = detect(src_img), detect(tgt_img)
+        self.success.append(match(target_scene, tgt)["all"])
+        iou, shift = layout(src, tgt)
+        self.iou.append(iou)
+        self.shift.append(shift)
+        self.background.append(background_psnr(src_img, tgt_img, src, tgt))
+
+    def cells(self) -> list[str]:
+        mean = lambda v: float(np.nanmean(v)) if len(v) and not np.all(np.isnan(v)) else float("nan")  # noqa: E731
+        recon = f"{mean(self.reconstruction):.1f}" if self.reconstruction else ""
+        return [f"{mean(self.success):.0%}", f"{mean(self.iou):.2f}", f"{mean(self.shift):.2f}",
+                f"{mean(self.background):.1f}", recon]
+
+
+def _other(options: tuple[str, ...], avoid: set[str], gen: torch.Generator) -> str:
+    """A seeded choice from `options` outside `avoid`."""
+    pool = [o for o in options if o not in avoid]
+    return pool[int(torch.randint(len(pool), (1,), generator=gen))]
+
+
+def edit_scenes(seeds: int, seed: int = 1) -> list[Scene]:
+    """Two-object source scenes with a named background."""
+    return sample_scenes(seeds, torch.Generator().manual_seed(seed), p_two=1.0, p_background=1.0).scenes
+
+
+def colour_swap(scene: Scene, gen: torch.Generator) -> tuple[Scene, dict]:
+    """The scene with its first object recoloured, and the LocalBlend words of that edit."""
+    target = copy.deepcopy(scene)
+    a = target.objects[0]
+    old = a.colour
+    a.colour = _other(COLOUR_NAMES, {o.colour for o in scene.objects} | {scene.background or ""}, gen)
+    return target, {"source_words": f"{old}, {a.shape}", "target_words": f"{a.colour}, {a.shape}"}
+
+
+def shape_swap(scene: Scene, gen: torch.Generator) -> Scene:
+    target = copy.deepcopy(scene)
+    target.objects[0].shape = _other(SHAPES, {scene.objects[0].shape}, gen)
+    return target
+
+
+def add_texture(scene: Scene) -> tuple[Scene, Scene]:
+    """(source with a plain first object, target with it striped)."""
+    source = copy.deepcopy(scene)
+    source.objects[0].texture = "plain"
+    target = copy.deepcopy(source)
+    target.objects[0].texture = "striped"
+    return source, target
+
+
+REPLACE = {"cross_replace": 0.8, "self_replace": 0.4}
+
+
+def edit_benchmark(seeds: int, s: Sampling, real_images: bool = True) -> dict[str, dict[str, EditRow]]:
+    """Rows by edit, then by method ('P2P', 'baseline')."""
+    rows: dict[str, dict[str, EditRow]] = {}
+
+    def row(edit: str, method: str) -> EditRow:
+        return rows.setdefault(edit, {}).setdefault(method, EditRow())
+
+    gen = torch.Generator().manual_seed(2)
+    for i, scene in enumerate(edit_scenes(seeds)):
+        recoloured, words = colour_swap(scene, gen)
+        cases = [("word swap: colour", scene, recoloured, [("AttentionReplace", REPLACE)]),
+                 ("word swap: shape", scene, shape_swap(scene, gen), [("AttentionReplace", REPLACE)]),
+                 ("refine: add 'striped'", *add_texture(scene), [("AttentionRefine", REPLACE)]),
+                 ("word swap: colour + local blend", scene, recoloured,
+                  [("AttentionReplace", REPLACE), ("LocalBlend", {**words, "threshold": 0.3})])]
+        baselines: dict[str, torch.Tensor] = {}
+        for name, source, target, chain in cases:
+            out = run_images(p2p_graph(source.caption(), target.caption(), i, s, chain))
+            row(name, "P2P").add(target, out[0], out[1])
+            caption = target.caption()
+            if caption not in baselines:
+                baselines[caption] = run_images(text_to_image_graph(caption, i, s))[0]
+            row(name, "baseline").add(target, out[0], baselines[caption])
+        if real_images:
+            real_image(i, scene, recoloured, s, row)
+    return rows
+
+
+def real_image(i: int, scene: Scene, target: Scene, s: Sampling, row) -> None:
+    """Draw `scene` procedurally (never generated), invert it, edit it with P2P and with the baseline."""
+    import folder_paths
+    from PIL import Image
+
+    from demo.scenes import draw_scene
+
+    gen = torch.Generator().manual_seed(1000 + i)
+    drawn = sample_scenes(1, gen, p_two=1.0, p_background=1.0)
+    # Keep this scene's layout from the generator, but give it `scene`'s attributes.
+    scene_layout = drawn.masks[0]
+    centres, radii = [], []
+    for m in scene_layout:
+        ys, xs = torch.nonzero(m, as_tuple=True)
+        centres.append(((xs.float().mean() + 0.5).item(), (ys.float().mean() + 0.5).item()))
+        radii.append(max(3.5, (m.sum().item() / math.pi) ** 0.5))
+    picture = draw_scene(scene, centres, radii).images[0]
+    name = f"p2p_quality_{i}.png"
+    array = (picture.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    Image.fromarray(array).save(Path(folder_paths.get_input_directory()) / name)
+    picture = torch.from_numpy(array).permute(2, 0, 1).float() / 255
+    for method, p2p in (("P2P", True), ("baseline", False)):
+        out = run_images(real_image_graph(name, scene.caption(), target.caption(), s, p2p, REPLACE))
+        edited = out[1] if p2p else out[0]
+        r = row("real image: colour swap", method)
+        r.add(target, picture, edited)
+        if p2p:
+            r.reconstruction.append(psnr(out[0], picture))
+
+
+def fader(seeds: int, s: Sampling, weights: tuple[float, ...] = (-2.0, -1.0, 0.0, 1.0, 2.0, 4.0)
+          ) -> dict[str, list[float]]:
+    """Mean stripe share inside the striped object per weight, for Reweight and for '(striped:c)'."""
+    out: dict[str, list[list[float]]] = {"P2P": [[] for _ in weights], "baseline": [[] for _ in weights]}
+    for i, scene in enumerate(edit_scenes(seeds, seed=3)):
+        scene = copy.deepcopy(scene)
+        scene.objects[0].texture = "striped"
+        caption = scene.caption()
+        sweep = "|".join(f"{w:g}" for w in weights)
+        images = run_images(p2p_graph(caption, "\n".join([caption] * len(weights)), i, s,
+                                      [("Reweight", {"weights": f"striped={sweep}", **REPLACE})]))
+        for k, image in enumerate(images[1:]):
+            out["P2P"][k].append(_stripe_share(scene, image))
+        for k, w in enumerate(weights):
+            weighted = caption.replace("striped", f"(striped:{w:g})")
+            image = run_images(text_to_image_graph(weighted, i, s))[0]
+            out["baseline"][k].append(_stripe_share(scene, image))
+    return {m: [float(np.mean(v)) for v in per_w] for m, per_w in out.items()}
+
+
+def _stripe_share(scene: Scene, image: torch.Tensor) -> float:
+    """The texture share of the detected object of the first object's colour (0 when it is missing)."""
+    want = scene.objects[0].colour
+    found = [o for o in detect(image).objects if o.colour == want]
+    return max((o.shade for o in found), default=0.0)
+
+
 def table(header: list[str], rows: list[list[str]]) -> str:
     """A Markdown table."""
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
@@ -85,18 +336,33 @@ def table(header: list[str], rows: list[list[str]]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--part", choices=["model", "all"], default="all")
+    parser.add_argument("--part", choices=["model", "edits", "fader", "all"], default="all")
     parser.add_argument("--seeds", type=int, default=100)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--cfg", type=float, default=5.0)
+    parser.add_argument("--no-real-images", action="store_true", help="leave out the inversion rows")
     opts = parser.parse_args()
     s = Sampling(steps=opts.steps, cfg=opts.cfg)
     comfy_harness.boot()
-    acc = model_accuracy(opts.seeds, s)
-    print(f"## The demo model ({opts.seeds} prompts, {s.sampler}/{s.scheduler}, {s.steps} steps, cfg {s.cfg})\n")
-    names = {"colour": "colour", "shape": "shape", "texture": "texture", "colour_shape": "colour + shape",
-             "all": "every object right", "background": "background"}
-    print(table(["prompted attribute present", "fraction"], [[names[k], f"{v:.1%}"] for k, v in acc.items()]))
+    settings = f"{opts.seeds} seeds, {s.sampler}/{s.scheduler}, {s.steps} steps, cfg {s.cfg}"
+    if opts.part in ("model", "all"):
+        acc = model_accuracy(opts.seeds, s)
+        print(f"## The demo model ({settings})\n")
+        names = {"colour": "colour", "shape": "shape", "texture": "texture", "colour_shape": "colour + shape",
+                 "all": "every object right", "background": "background"}
+        print(table(["prompted attribute present", "fraction"], [[names[k], f"{v:.1%}"] for k, v in acc.items()]))
+    if opts.part in ("edits", "all"):
+        rows = edit_benchmark(opts.seeds, s, real_images=not opts.no_real_images)
+        print(f"\n## Edits ({settings}; cross_replace 0.8, self_replace 0.4)\n")
+        header = ["edit", "method", "edit success", "object IoU", "centroid shift px", "background PSNR dB",
+                  "reconstruction PSNR dB"]
+        print(table(header, [[edit, method, *r.cells()] for edit, by in rows.items() for method, r in by.items()]))
+    if opts.part in ("fader", "all"):
+        result = fader(opts.seeds, s)
+        weights = (-2.0, -1.0, 0.0, 1.0, 2.0, 4.0)
+        print(f"\n## Re-weight fader: stripe share inside the object ({settings})\n")
+        print(table(["method", *[f"c = {w:g}" for w in weights]],
+                    [[m, *[f"{v:.3f}" for v in vals]] for m, vals in result.items()]))
 
 
 if __name__ == "__main__":

@@ -21,13 +21,15 @@ _OBJ_NAMES = list(COLOURS)
 
 @dataclass
 class Detection:
-    """One detected object: mask `[H, W]` bool, centroid (x, y) in pixels."""
+    """One detected object: mask `[H, W]` bool, centroid (x, y) in pixels, and `shade`: the mean share of
+    the texture colour inside it (0 plain, about 0.2 dotted, 0.5 striped)."""
 
     colour: str
     shape: str
     texture: str
     mask: np.ndarray
     centroid: tuple[float, float]
+    shade: float
 
 
 @dataclass
@@ -105,9 +107,9 @@ def _segment_distance(img: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[np
     return np.sqrt(((img[..., None, :] - nearest) ** 2).sum(-1)), t
 
 
-def _texture(shade: np.ndarray, mask: np.ndarray) -> str:
+def _texture(shade: np.ndarray, mask: np.ndarray) -> tuple[str, float]:
     """Plain, striped (rows alternate) or dotted, from the shade `[H, W]` in [0, 1] (0: main colour,
-    1: texture colour) inside the object's interior."""
+    1: texture colour) inside the object's interior; and the mean shade there."""
     inner = mask.copy()
     inner[1:] &= mask[:-1]
     inner[:-1] &= mask[1:]
@@ -116,11 +118,12 @@ def _texture(shade: np.ndarray, mask: np.ndarray) -> str:
     if inner.sum() < 4:
         inner = mask
     values = shade[inner]
-    if values.mean() < 0.12:
-        return "plain"
+    mean = float(values.mean())
+    if mean < 0.12:
+        return "plain", mean
     rows = [shade[y][inner[y]].mean() for y in range(mask.shape[0]) if inner[y].sum() >= 2]
     between = float(np.var(rows)) if len(rows) > 1 else 0.0
-    return "striped" if between > 0.6 * float(values.var()) else "dotted"
+    return ("striped" if between > 0.6 * float(values.var()) else "dotted"), mean
 
 
 def detect(image: np.ndarray | torch.Tensor, min_pixels: int = 6) -> SceneDetection:
@@ -148,8 +151,9 @@ def detect(image: np.ndarray | torch.Tensor, min_pixels: int = 6) -> SceneDetect
             continue
         colour = int(np.bincount(nearest[comp], minlength=len(_OBJ)).argmax())
         ys, xs = np.nonzero(comp)
-        objects.append(Detection(_OBJ_NAMES[colour], _shape(comp), _texture(shade[..., colour], comp), comp,
-                                 (float(xs.mean()), float(ys.mean()))))
+        texture, mean_shade = _texture(shade[..., colour], comp)
+        objects.append(Detection(_OBJ_NAMES[colour], _shape(comp), texture, comp,
+                                 (float(xs.mean()), float(ys.mean())), mean_shade))
     return SceneDetection(_BG_NAMES[bg], objects)
 
 

@@ -7,37 +7,92 @@ from pathlib import Path
 import comfy.model_base
 import comfy.model_management
 import comfy.model_patcher
+import comfy.model_sampling
 import comfy.sd
 import comfy.sd1_clip
 import comfy.supported_models_base
 import torch
 from comfy import latent_formats
 
-from .model import SAMPLING, UNET_CONFIG, read_checkpoint
+from .model import UNET_CONFIG, read_checkpoint
+
+T_MAX = 0.999
+"""The noisiest flow time ComfyUI samples from: sigma_max = 999, where 0.1 % of the image is left."""
+
+
+class DemoFlowSampling(torch.nn.Module, comfy.model_sampling.EPS):
+    """The rectified flow the UNet was trained on, shown to ComfyUI in the additive (EPS-like) form.
+
+    Flow time t and the UNet input x_t = (1 - t) x0 + t noise; ComfyUI sees sigma = t / (1 - t) and
+    x = x_t / (1 - t) = x0 + sigma * noise, as for SD. Both are the same ODE, so the samplers give the
+    flow's trajectories, and an inverted latent sampled with add_noise disabled starts where the
+    inversion ended (with the flow form, ComfyUI's noise scaling would zero it at sigma 1).
+    """
+
+    sigma_data = 1.0
+
+    def __init__(self, multiplier: float = 1000.0) -> None:
+        super().__init__()
+        self.multiplier = multiplier
+        t = torch.linspace(1.0, 1000.0, 1000) / 1000.0 * T_MAX
+        self.register_buffer("sigmas", (t / (1.0 - t)).float())
+
+    @property
+    def sigma_min(self) -> torch.Tensor:
+        return self.sigmas[0]
+
+    @property
+    def sigma_max(self) -> torch.Tensor:
+        return self.sigmas[-1]
+
+    def timestep(self, sigma: torch.Tensor) -> torch.Tensor:
+        """The UNet's timestep: flow time t = sigma / (1 + sigma), times 1000."""
+        return sigma / (1.0 + sigma) * self.multiplier
+
+    def sigma(self, timestep: torch.Tensor) -> torch.Tensor:
+        t = (timestep / self.multiplier).clamp(max=T_MAX)
+        return t / (1.0 - t)
+
+    def percent_to_sigma(self, percent: float) -> float:
+        if percent <= 0.0:
+            return 999999999.9
+        if percent >= 1.0:
+            return 0.0
+        t = (1.0 - percent) * T_MAX
+        return t / (1.0 - t)
+
+    def calculate_input(self, sigma: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """x `[B, C, H, W]` -> the flow state x_t = x / (1 + sigma)."""
+        return noise / (1.0 + comfy.model_sampling.reshape_sigma(sigma, noise.ndim))
+
+    def calculate_denoised(self, sigma: torch.Tensor, model_output: torch.Tensor,
+                           model_input: torch.Tensor) -> torch.Tensor:
+        """x0 = x_t - t v with v = noise - x0 the UNet's output."""
+        sigma = comfy.model_sampling.reshape_sigma(sigma, model_output.ndim)
+        return (model_input - sigma * model_output) / (1.0 + sigma)
 
 
 class DemoModelConfig(comfy.supported_models_base.BASE):
-    """ComfyUI model config of the demo UNet: rectified flow on RGB pixels."""
+    """ComfyUI model config of the demo UNet: pixels, with `DemoFlowSampling` put on the model."""
 
     unet_config = UNET_CONFIG
     unet_extra_config: dict = {}
-    sampling_settings = SAMPLING
     latent_format = latent_formats.ChromaRadiance  # 3 channels, identity scaling
     memory_usage_factor = 1.0
     supported_inference_dtypes = [torch.float32]
 
     def model_type(self, state_dict: dict, prefix: str = "") -> comfy.model_base.ModelType:
-        return comfy.model_base.ModelType.FLOW
+        return comfy.model_base.ModelType.EPS
 
 
 def load_demo(path: Path) -> tuple[comfy.model_patcher.ModelPatcher, comfy.sd.CLIP, comfy.sd.VAE, dict]:
     """Build the ComfyUI MODEL, CLIP and VAE of a demo checkpoint, plus its training info."""
     unet_sd, te_sd, meta = read_checkpoint(path)
     config = DemoModelConfig(meta["unet_config"])
-    config.sampling_settings = dict(meta["sampling"])
     config.set_inference_dtype(torch.float32, None)
     load_device = comfy.model_management.get_torch_device()
     model = config.get_model({}, device=comfy.model_management.unet_inital_load_device(1, torch.float32))
+    model.model_sampling = DemoFlowSampling(meta["sampling"]["multiplier"])
     missing, unexpected = model.diffusion_model.load_state_dict(unet_sd, strict=False)
     if missing or unexpected:
         raise ValueError(f"{path}: UNet weights do not fit "

@@ -2,9 +2,10 @@
 the real CLIP tokenizer, and the one-file checkpoint format. Imports only the light part of `comfy`
 (no `comfy.sd`), so the training script runs beside a bare copy of the `comfy/` tree.
 
-Latents are RGB pixels in [-1, 1] (`[B, 3, H, W]`, no downscale). The model is a rectified flow
-(ComfyUI `ModelType.FLOW`): `x_sigma = (1 - sigma) * x0 + sigma * noise`, the UNet predicts
-`noise - x0`, so the stock samplers need no clipping and sigma = 1 is pure noise.
+Latents are RGB pixels in [-1, 1] (`[B, 3, H, W]`, no downscale). The model is trained as a rectified
+flow: `x_t = (1 - t) * x0 + t * noise`, the UNet gets timestep `1000 t` and predicts `noise - x0`, so
+nothing needs clipping and t = 1 is pure noise (no colour leaks through the noisiest step). ComfyUI
+sees it in the additive form of SD (`demo.loader.DemoFlowSampling`).
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ TEXT_CONFIG: dict = {
     "num_hidden_layers": 3,
     "projection_dim": 128,
 }
-SAMPLING: dict = {"shift": 1.0, "multiplier": 1000}
+SAMPLING: dict = {"shift": 1.0, "multiplier": 1000}  # flow time: no shift; UNet timestep = 1000 t
 TOKEN_KEY = "text_model.embeddings.token_embedding.weight"
 
 

@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 import torch
-from graphs import edit_graph
 from PIL import Image
+
+from graphs import edit_graph
 
 SOURCE = "a red cat riding a bicycle"
 TARGET = "a red cat riding a car"
@@ -83,11 +84,12 @@ def test_masks_and_heat_maps_have_the_image_size(comfy, family, width, height):
 def test_each_row_unites_the_words_of_its_own_prompt(comfy):
     outputs = comfy.run_graph(mask_graph("bicycle, car", threshold=0.85))
     masks = read_pngs(outputs["mask_preview"]["images"])[..., 0] > 127
-    alone = read_pngs(comfy.run_graph(mask_graph("bicycle", threshold=0.85))["mask_preview"]["images"])[..., 0] > 127
+    alone_outputs = comfy.run_graph(mask_graph("bicycle", threshold=0.85))
+    alone = read_pngs(alone_outputs["mask_preview"]["images"])[..., 0] > 127
     assert torch.equal(masks[0], alone[0])  # the source has no "car"
     assert not alone[1].any()  # the target has no "bicycle": an empty mask
     assert masks[1].any() and not masks[1].all()
-    (text,) = comfy.run_graph(mask_graph("bicycle", threshold=0.85))["extract"]["text"]
+    (text,) = alone_outputs["extract"]["text"]
     assert "target 1: EMPTY" in text
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from comfy_api.latest import io
 
 from ..p2p_core.plans import SELF_LAYERS, refine_plan, replace_plan, reweighted_plan
+from .inversion import inversion_input, pin_source
 from .patching import apply_edit, edit_state
 from .types import CATEGORY, P2PPrompts
 
@@ -80,7 +81,9 @@ def _range(start: float, end: float, what: str) -> str:
     return f"{start}-{end}"
 
 
-def _edit(model, prompts, build, cross_replace, self_replace, word_schedule, cross_start, self_start, self_layers):
+def _edit(
+    model, prompts, build, cross_replace, self_replace, word_schedule, cross_start, self_start, self_layers, inversion
+):
     plan = build(
         prompts,
         _range(cross_start, cross_replace, "cross_replace"),
@@ -88,7 +91,7 @@ def _edit(model, prompts, build, cross_replace, self_replace, word_schedule, cro
         word_schedule or "",
         self_layers or next(iter(SELF_LAYERS)),
     )
-    return io.NodeOutput(apply_edit(model, prompts, plan))
+    return io.NodeOutput(pin_source(apply_edit(model, prompts, plan), inversion))
 
 
 def _schema(node_id: str, display: str, description: str, cross: float, self_: float) -> io.Schema:
@@ -101,6 +104,7 @@ def _schema(node_id: str, display: str, description: str, cross: float, self_: f
             io.Model.Input("model", tooltip="The model to sample with; it is cloned, never changed."),
             P2PPrompts.Input("prompts", tooltip="From PromptPair: the source and target prompts."),
             *_window_inputs(cross, self_),
+            inversion_input(),
         ],
         outputs=[io.Model.Output(tooltip="The patched model: connect it to a sampler with PromptPair's conditioning.")],
     )
@@ -129,6 +133,7 @@ class AttentionReplace(io.ComfyNode):
         cross_start=0.0,
         self_start=0.0,
         self_layers=None,
+        inversion=None,
     ) -> io.NodeOutput:
         return _edit(
             model,
@@ -140,6 +145,7 @@ class AttentionReplace(io.ComfyNode):
             cross_start,
             self_start,
             self_layers,
+            inversion,
         )
 
 
@@ -166,6 +172,7 @@ class AttentionRefine(io.ComfyNode):
         cross_start=0.0,
         self_start=0.0,
         self_layers=None,
+        inversion=None,
     ) -> io.NodeOutput:
         return _edit(
             model,
@@ -177,6 +184,7 @@ class AttentionRefine(io.ComfyNode):
             cross_start,
             self_start,
             self_layers,
+            inversion,
         )
 
 
@@ -204,20 +212,24 @@ class Reweight(io.ComfyNode):
                     ),
                 ),
                 *_window_inputs(0.8, 0.4)[:2],
+                inversion_input(),
             ],
             outputs=[io.Model.Output(tooltip="The patched model.")],
         )
 
     @classmethod
-    def execute(cls, model, prompts, weights: str, cross_replace: float, self_replace: float) -> io.NodeOutput:
+    def execute(
+        cls, model, prompts, weights: str, cross_replace: float, self_replace: float, inversion=None
+    ) -> io.NodeOutput:
         state = edit_state(model)
-        if state is None:
-            plan = refine_plan(prompts, cross_replace, self_replace)
-        elif state.prompts != prompts:
+        if state is not None and state.prompts != prompts:
             raise ValueError(
                 "Reweight: its prompts differ from those of the P2P edit already on the model; connect the "
                 "same PromptPair to both"
             )
+        if state is None or not state.plan.targets:  # no edit yet (or only a map recorder): re-weight alone
+            plan = refine_plan(prompts, cross_replace, self_replace)
         else:
             plan = state.plan
-        return io.NodeOutput(apply_edit(model, prompts, reweighted_plan(plan, prompts, weights)))
+        edited = apply_edit(model, prompts, reweighted_plan(plan, prompts, weights))
+        return io.NodeOutput(pin_source(edited, inversion))

@@ -185,6 +185,3 @@ def match(scene: Scene, found: SceneDetection) -> dict[str, float]:
     out["all"] = float(hits["colour_shape"] == n)
     out["background"] = float(found.background == scene.background) if scene.background else float("nan")
     return out
-
-
-__all__ = ["SHAPES", "Detection", "SceneDetection", "detect", "match"]

@@ -89,8 +89,18 @@ class GraphError(RuntimeError):
         self.details = details
 
 
-def run_graph(graph: dict) -> dict:
-    """Validate and execute an API-format graph; returns the UI outputs by node id."""
+@cache
+def _caching_executor():
+    import execution
+
+    return execution.PromptExecutor(_Server(), cache_args={"lru": 0, "ram": 0})
+
+
+def run_graph(graph: dict, keep_outputs: bool = False) -> dict:
+    """Validate and execute an API-format graph; returns the UI outputs by node id.
+
+    keep_outputs: run on one executor kept across calls, as the server does, so that nodes whose
+    inputs did not change (a big checkpoint's loader) are not run again."""
     boot()
     import execution
 
@@ -98,7 +108,9 @@ def run_graph(graph: dict) -> dict:
     valid, error, outputs, node_errors = asyncio.run(execution.validate_prompt(prompt_id, graph, None))
     if not valid:
         raise GraphError(f"{error.get('message')}: {error.get('details')}", node_errors)
-    executor = execution.PromptExecutor(_Server(), cache_args={"lru": 0, "ram": 0})
+    executor = (
+        _caching_executor() if keep_outputs else execution.PromptExecutor(_Server(), cache_args={"lru": 0, "ram": 0})
+    )
     executor.execute(graph, prompt_id, {}, outputs)
     if not executor.success:
         errors = [data for event, data in executor.status_messages if event == "execution_error"]

@@ -141,3 +141,16 @@ def test_fader_sweep_one_weight_per_target(captured):
     # Weight 1 would be the source; every other weight moves away from it, the farther the more.
     distance = [(row - out[0]).abs().mean().item() for row in out[1:]]
     assert distance[2] < distance[3] and distance[1] < distance[0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sampler", comfy.samplers.SAMPLER_NAMES)
+def test_identity_on_the_real_sd15_shapes(captured, sampler):
+    from checkpoints import checkpoint
+
+    loader = {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": checkpoint("sd15")}}
+    graph = edit_graph(loader=loader, target=SAME, sampler=sampler, steps=2, width=64, height=64)
+    comfy_harness.run_graph(graph, keep_outputs=True)
+    out = captured["out"]
+    assert torch.isfinite(out).all()
+    assert torch.equal(out[0], out[1])

@@ -8,8 +8,9 @@ words' mask, whose union is the blend's mask (the same maps, the same threshold)
 import numpy as np
 import pytest
 import torch
-from graphs import edit_graph
 from PIL import Image
+
+from graphs import edit_graph
 
 SOURCE = "a red cat riding a bicycle"
 TARGET = "a red cat riding a car"
@@ -108,15 +109,6 @@ def test_every_sampler_ends_on_the_source_outside_the_mask(comfy, captured, samp
     check_blend(outputs, captured["out"])
 
 
-REWEIGHT_AFTER_OBSERVER = pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "Reweight takes the empty plan that add_observer puts on a plain model for an edit to chain onto "
-        "(nodes/edit_nodes.py Reweight.execute: needs `state is None or not state.plan.targets`)"
-    ),
-)
-
-
 @pytest.mark.parametrize(
     "edit, before",
     [
@@ -125,7 +117,7 @@ REWEIGHT_AFTER_OBSERVER = pytest.mark.xfail(
         ("AttentionRefine", False),
         ("AttentionRefine", True),
         ("Reweight", False),
-        pytest.param("Reweight", True, marks=REWEIGHT_AFTER_OBSERVER),
+        ("Reweight", True),
         (None, False),
     ],
 )

@@ -154,3 +154,59 @@ def test_identity_on_the_real_sd15_shapes(captured, sampler):
     out = captured["out"]
     assert torch.isfinite(out).all()
     assert torch.equal(out[0], out[1])
+
+
+def test_ksampler_advanced_and_sampler_custom_advanced(captured):
+    graph = edit_graph(target=SAME, sampler="dpmpp_2m_sde", capture="ksampler")
+    comfy_harness.run_graph(graph)
+    common = {"positive": ["pair", 0], "negative": ["negative", 0], "latent_image": ["latent", 0]}
+    graph["sample"] = {
+        "class_type": "KSamplerAdvanced",
+        "inputs": {
+            "model": ["edit", 0],
+            **common,
+            "add_noise": "enable",
+            "noise_seed": 1,
+            "steps": 4,
+            "cfg": 5.0,
+            "sampler_name": "dpmpp_2m_sde",
+            "scheduler": "normal",
+            "start_at_step": 0,
+            "end_at_step": 10000,
+            "return_with_leftover_noise": "disable",
+        },
+    }
+    graph["capture"]["inputs"]["name"] = "advanced"
+    comfy_harness.run_graph(graph)
+    graph.update(
+        {
+            "noise": {"class_type": "RandomNoise", "inputs": {"noise_seed": 1}},
+            "guider": {
+                "class_type": "CFGGuider",
+                "inputs": {"model": ["edit", 0], "positive": ["pair", 0], "negative": ["negative", 0], "cfg": 5.0},
+            },
+            "select": {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "dpmpp_2m_sde"}},
+            "sigmas": {
+                "class_type": "BasicScheduler",
+                "inputs": {"model": ["edit", 0], "scheduler": "normal", "steps": 4, "denoise": 1.0},
+            },
+        }
+    )
+    graph["sample"] = {
+        "class_type": "SamplerCustomAdvanced",
+        "inputs": {
+            "noise": ["noise", 0],
+            "guider": ["guider", 0],
+            "sampler": ["select", 0],
+            "sigmas": ["sigmas", 0],
+            "latent_image": ["latent", 0],
+        },
+    }
+    graph["capture"]["inputs"]["name"] = "custom"
+    comfy_harness.run_graph(graph)
+    for name in ("ksampler", "advanced", "custom"):
+        out = captured[name]
+        assert out.shape[0] == 2 and torch.equal(out[0], out[1]), name
+    # The same sampler, schedule and seed through the three front doors draw the same picture.
+    assert torch.equal(captured["ksampler"], captured["advanced"])
+    assert (captured["custom"] - captured["ksampler"]).abs().max() <= 1e-4 * captured["ksampler"].abs().max()

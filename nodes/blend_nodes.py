@@ -21,6 +21,7 @@ from ..p2p_core.blending import LocalBlender, split_words, word_masks
 from ..p2p_core.maps import RESOLUTIONS, MapRecorder, heat_panels, phrase_map
 from ..p2p_core.schedules import schedule_step
 from ..p2p_core.tokens import PromptSet
+from .inversion import inversion_input, pin_source
 from .patching import STATE_KEY, UserError, add_observer, edit_state
 from .types import CATEGORY, P2PPrompts
 
@@ -184,6 +185,7 @@ class LocalBlend(io.ComfyNode):
                     ),
                 ),
                 _resolution_input(),
+                inversion_input(),
             ],
             outputs=[
                 io.Model.Output(tooltip="The patched model: connect it to a sampler with PromptPair's conditioning.")
@@ -200,10 +202,11 @@ class LocalBlend(io.ComfyNode):
         threshold: float,
         blend_start: float = 0.2,
         resolution: str | None = None,
+        inversion=None,
     ) -> io.NodeOutput:
         factor = RESOLUTIONS[resolution or next(iter(RESOLUTIONS))]
         patched, _ = local_blend(model, prompts, source_words, target_words, threshold, blend_start, factor)
-        return io.NodeOutput(patched)
+        return io.NodeOutput(pin_source(patched, inversion))
 
 
 class AttentionMapRecorder(io.ComfyNode):

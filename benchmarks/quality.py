@@ -268,6 +268,8 @@ def edit_benchmark(seeds: int, s: Sampling, real_images: bool = True) -> dict[st
             row(name, "baseline").add(target, out[0], baselines[caption])
         if real_images:
             real_image(i, scene, recoloured, s, row)
+        if (i + 1) % 10 == 0:
+            print(f"edits: {i + 1}/{seeds} seeds", file=sys.stderr, flush=True)
     return rows
 
 
@@ -321,6 +323,8 @@ def fader(seeds: int, s: Sampling, weights: tuple[float, ...] = FADER_WEIGHTS) -
             weighted = caption.replace(f" {word} ", f" ({word}:{w:g}) ", 1)
             image = run_images(text_to_image_graph(weighted, i, s))[0]
             out["baseline"][k].append(_colour_pixels(word, image) / reference)
+        if (i + 1) % 10 == 0:
+            print(f"fader: {i + 1}/{seeds} seeds", file=sys.stderr, flush=True)
     return {m: [float(np.mean(v)) for v in per_w] for m, per_w in out.items()}
 
 

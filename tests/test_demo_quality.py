@@ -1,0 +1,61 @@
+"""A small slice of benchmarks/quality.py on the demo model: every effect points the right way.
+
+Few seeds, so the thresholds are loose; the benchmark itself measures them on 100 seeds.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+SEEDS = 3
+
+
+@pytest.fixture(scope="module")
+def quality(comfy):
+    import quality as module
+
+    return module
+
+
+@pytest.fixture(scope="module")
+def edits(quality):
+    return quality.edit_benchmark(SEEDS, quality.Sampling(steps=16))
+
+
+def _mean(values: list[float]) -> float:
+    return float(np.nanmean(values))
+
+
+@pytest.mark.parametrize("edit", ["word swap: colour", "word swap: shape", "refine: add 'striped'"])
+def test_p2p_keeps_the_layout_better_than_the_baseline(edits, edit: str) -> None:
+    p2p, baseline = edits[edit]["P2P"], edits[edit]["baseline"]
+    assert _mean(p2p.iou) >= 0.7
+    assert _mean(p2p.iou) > _mean(baseline.iou) + 0.1
+    assert _mean(p2p.shift) < _mean(baseline.shift)
+    assert _mean(p2p.success) >= 2 / 3
+
+
+def test_local_blend_keeps_the_background(edits) -> None:
+    blend = edits["word swap: colour + local blend"]["P2P"]
+    assert _mean(blend.background) >= 35.0
+    assert _mean(blend.success) >= 2 / 3
+
+
+def test_real_image_is_reconstructed_and_edited(edits) -> None:
+    p2p, baseline = edits["real image: colour swap"]["P2P"], edits["real image: colour swap"]["baseline"]
+    assert min(p2p.reconstruction) >= 30.0
+    assert _mean(p2p.iou) > _mean(baseline.iou)
+    assert _mean(p2p.success) >= 2 / 3
+
+
+def test_fader_is_monotone(quality) -> None:
+    strength = dict(zip(quality.FADER_WEIGHTS, quality.fader(2, quality.Sampling(steps=16))["P2P"], strict=True))
+    assert strength[-2.0] < 0.5 < strength[1.0] <= strength[4.0] + 1e-6
+    assert strength[-2.0] <= strength[0.0] <= strength[1.0] + 1e-6

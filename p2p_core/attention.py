@@ -30,12 +30,14 @@ def fused_cross_attention(
 ) -> torch.Tensor:
     """new_tgt @ V_tgt = SDPA(Q_src, K_src, mapper diag(c) V_tgt) + SDPA(Q_tgt, K_tgt, diag(d) V_tgt).
 
-    No attention map is formed: the edit is folded into the target rows' values. Writes into
-    q, k, v (fresh projections owned by the caller's layer).
+    No attention map is formed: the edit is folded into the target rows' values. The direct term
+    (refine, re-weight, outside a window) is a second kernel call on the target rows alone, so the
+    whole batch is never copied. Writes into q, k, v (fresh projections owned by the caller's layer).
     """
     v_target = v[target_rows]
+    direct = None
     if terms.needs_direct:
-        direct = (q[target_rows], k[target_rows], v_target * terms.d[target_index, :, None])
+        direct = attend(q[target_rows], k[target_rows], v_target * terms.d[target_index, :, None])
     if terms.needs_fold:
         folded = v_target * terms.c[target_index, :, None]
         if terms.mapper is not None:
@@ -43,13 +45,10 @@ def fused_cross_attention(
         v[target_rows] = folded
     q[target_rows] = q[source_rows]
     k[target_rows] = k[source_rows]
-    if not terms.needs_direct:
-        return attend(q, k, v)
-    batch = q.shape[0]
-    out = attend(torch.cat([q, direct[0]]), torch.cat([k, direct[1]]), torch.cat([v, direct[2]]))
-    edited = out[:batch]
-    edited.index_add_(0, target_rows, out[batch:])
-    return edited
+    out = attend(q, k, v)
+    if direct is not None:
+        out.index_add_(0, target_rows, direct)
+    return out
 
 
 def fused_self_attention(

@@ -98,3 +98,12 @@ def test_workflow_matches_the_server(object_info: dict, path: Path) -> None:
     assert notes and any("checkpoint" in n["widgets_values"][0].lower() for n in notes), (
         f"{path.name} has no note saying which checkpoint to pick"
     )
+
+
+def test_workflows_are_listed_as_the_packs_templates(comfy_server) -> None:
+    """ComfyUI lists a pack's `workflows/` folder in the frontend's Templates menu and serves its files."""
+    listed = comfy_server.get("/workflow_templates").json()
+    assert sorted(listed.get(comfy_harness.PACK_NAME, [])) == [p.stem for p in WORKFLOWS]
+    for path in WORKFLOWS:
+        served = comfy_server.get(f"/api/workflow_templates/{comfy_harness.PACK_NAME}/{path.name}")
+        assert served.ok and served.json() == json.loads(path.read_text()), path.name

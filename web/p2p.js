@@ -32,6 +32,8 @@ const STYLE = `
 .p2p-align .removed { background: rgba(210, 50, 50, 0.35); text-decoration: line-through; }
 .p2p-align .p2p-error, .p2p-align .p2p-problem { color: #ff7b6b; }
 .p2p-align .p2p-legend { opacity: 0.6; font-size: 11px; }
+.p2p-report { font-size: 11px; line-height: 16px; }
+.p2p-report .p2p-row { margin: 0; white-space: nowrap; }
 `;
 
 function addStyle() {
@@ -223,18 +225,23 @@ function showMaskReport(nodeType) {
       addStyle();
       const el = document.createElement("div");
       el.className = "p2p-align p2p-report";
-      const widget = this.addDOMWidget("mask_report", "p2p_report", el, { hideOnZoom: false });
+      const minHeight = () => 8 + 16 * Math.max(1, el.childElementCount);
+      const widget = this.addDOMWidget("mask_report", "p2p_report", el, { hideOnZoom: false, getMinHeight: minHeight });
       widget.serialize = false;
-      widget.computeLayoutSize = () => ({ minHeight: 40, minWidth: 200 });
+      widget.computeLayoutSize = () => ({ minHeight: minHeight(), minWidth: 200 });
       this.p2pReport = el;
     }
+    const rows = lines.join("\n").split("\n");
     this.p2pReport.replaceChildren(
-      ...lines
-        .join("\n")
-        .split("\n")
-        .map((line) => span(/EMPTY|FULL/.test(line) ? "p2p-row p2p-problem" : "p2p-row", line)),
+      ...rows.map((line) => {
+        const row = document.createElement("div");
+        row.className = /EMPTY|FULL/.test(line) ? "p2p-row p2p-problem" : "p2p-row";
+        row.textContent = line;
+        return row;
+      }),
     );
-    this.p2pReport.querySelectorAll(".p2p-row").forEach((el) => el.after(document.createElement("br")));
+    this.setSize([this.size[0], Math.max(this.size[1], this.computeSize()[1])]);
+    this.setDirtyCanvas(true, true);
   };
 }
 

@@ -12,12 +12,30 @@ from __future__ import annotations
 
 import json
 import sys
+import tempfile
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from PIL import Image, ImageOps
+
 TESTS = Path(__file__).resolve().parents[1]
 WORKFLOWS = TESTS.parent / "workflows"
+DOCS = TESTS.parent / "docs"
+FIT_JS = """
+(() => {
+  const nodes = app.graph.nodes;
+  const x0 = Math.min(...nodes.map((n) => n.pos[0])) - 20, y0 = Math.min(...nodes.map((n) => n.pos[1])) - 50;
+  const x1 = Math.max(...nodes.map((n) => n.pos[0] + n.size[0])) + 20;
+  const y1 = Math.max(...nodes.map((n) => n.pos[1] + n.size[1])) + 20;
+  const canvas = app.canvas.canvas;
+  const s = Math.min((canvas.clientWidth - 100) / (x1 - x0), (canvas.clientHeight - 100) / (y1 - y0));
+  app.canvas.ds.scale = s;
+  app.canvas.ds.offset = [70 / s - x0, 80 / s - y0];
+  app.graph.setDirtyCanvas(true, true);
+})()
+"""
 
 DEMO_NOTE = (
     "Runs as is on the pack's built-in demo model (32x32 pixel scenes of coloured shapes, a few seconds on a CPU). "
@@ -107,7 +125,7 @@ def specs() -> dict[str, Spec]:
         ],
     )
 
-    nodes = demo_base("a circle on a gray background", "a striped red circle on a gray background")
+    nodes = demo_base("a red circle on a gray background", "a striped red circle on a gray background")
     nodes["edit"] = node(
         "AttentionRefine", model=["loader", 0], prompts=["pair", 1], cross_replace=0.8, self_replace=0.4
     )
@@ -127,13 +145,13 @@ def specs() -> dict[str, Spec]:
 
     nodes = demo_base(
         "a striped blue square on a white background",
-        "\n".join(["a striped blue square on a white background"] * 4),
+        "\n".join(["a striped blue square on a white background"] * 5),
     )
     nodes["edit"] = node(
         "Reweight",
         model=["loader", 0],
         prompts=["pair", 1],
-        weights="striped=-2|0|2|4",
+        weights="striped blue=-2|0|1|2|4",
         cross_replace=1.0,
         self_replace=0.4,
     )
@@ -143,9 +161,11 @@ def specs() -> dict[str, Spec]:
         place(edit=(780, 0)),
         [
             (
-                "**Re-weight fader** (Reweight). The target repeats the source on four lines: four images, "
-                "each with the word `striped` scaled by one of the factors in `weights` (-2, 0, 2, 4). Reweight "
-                "also chains after Attention Replace or Refine.\n\n" + DEMO_NOTE,
+                "**Re-weight fader** (Reweight). The target repeats the source on five lines: five images, "
+                "each with the words `striped blue` scaled by one of the factors in `weights` (-2, 0, 1, 2, 4): "
+                "from none (a negative factor pushes away) to more and bolder stripes. One factor for all "
+                "targets also works (`striped=2`); Reweight chains after Attention Replace or Refine too.\n\n"
+                + DEMO_NOTE,
                 (0, -280),
                 (700, 220),
             )
@@ -184,15 +204,18 @@ def specs() -> dict[str, Spec]:
 
     nodes = demo_base(
         "a red circle next to a blue square on a yellow background",
-        "a red circle next to a blue square on a yellow background",
+        "a red triangle next to a blue square on a yellow background",
     )
-    nodes["edit"] = node("AttentionMapRecorder", model=["loader", 0], prompts=["pair", 1])
+    nodes["swap"] = node(
+        "AttentionReplace", model=["loader", 0], prompts=["pair", 1], cross_replace=0.8, self_replace=0.4
+    )
+    nodes["edit"] = node("AttentionMapRecorder", model=["swap", 0], prompts=["pair", 1])
     nodes["masks"] = node(
         "AttentionMaskExtract",
         model=["edit", 0],
         samples=["sampler", 0],
         prompts=["pair", 1],
-        words="circle, square",
+        words="circle, triangle, square",
         threshold=0.3,
         images=["decode", 0],
     )
@@ -202,13 +225,21 @@ def specs() -> dict[str, Spec]:
     out["p2p_attention_maps"] = Spec(
         "Attention heat maps and masks of chosen words",
         nodes,
-        place(edit=(780, 0), masks=(1540, 420), heatmaps=(1940, 420), mask_image=(1940, 0), mask_preview=(2200, 0)),
+        place(
+            swap=(780, 0),
+            edit=(780, 340),
+            masks=(1540, 420),
+            heatmaps=(1940, 420),
+            mask_image=(1940, 0),
+            mask_preview=(2200, 0),
+        ),
         [
             (
-                "**Attention maps**: where each word of the prompt lands in the image (paper figure 4). The "
-                "Attention Map Recorder records the cross-attention maps while sampling; Attention Mask Extract "
-                "turns the chosen words into one MASK per image (for inpainting or compositing) and labelled heat "
-                "maps.\n\n" + DEMO_NOTE,
+                "**Attention maps**: where each word of the prompts lands in the image (paper figure 4), here "
+                "for a word swap. The Attention Map Recorder records the cross-attention maps while sampling "
+                "(with or without an edit); Attention Mask Extract turns the chosen words into one MASK per image "
+                "(for inpainting or compositing) and labelled heat maps, and says under the node how much of "
+                "each image the mask covers.\n\n" + DEMO_NOTE,
                 (0, -300),
                 (700, 240),
             )
@@ -356,7 +387,7 @@ def api_graph(spec: Spec) -> tuple[dict, dict[str, int]]:
     ids = {name: i for i, name in enumerate(spec.nodes, start=1)}
 
     def convert(value):
-        return [ids[value[0]], value[1]] if isinstance(value, list) else value
+        return [str(ids[value[0]]), value[1]] if isinstance(value, list) else value
 
     graph = {
         str(ids[name]): {**n, "inputs": {k: convert(v) for k, v in n["inputs"].items()}}
@@ -403,7 +434,32 @@ def build(browser, name: str, spec: Spec) -> dict:
     return saved
 
 
+def result_strip(server, spec: Spec, height: int = 192) -> Image.Image:
+    """The images a demo workflow saves (source, then targets), side by side, scaled up with hard pixels."""
+    graph, _ = api_graph(spec)
+    images = server.images(server.run(graph))
+    width = height * images[0].width // images[0].height
+    strip = Image.new("RGB", (len(images) * (width + 8) - 8, height), (24, 24, 24))
+    for i, image in enumerate(images):
+        strip.paste(image.resize((width, height), Image.Resampling.NEAREST), (i * (width + 8), 0))
+    return strip
+
+
+def graph_shot(browser, name: str, spec: Spec) -> Image.Image:
+    """The workflow as the frontend draws it, dropped on the page."""
+    from browser.frontend import drop_workflow
+
+    path = WORKFLOWS / f"{name}.json"
+    drop_workflow(browser, path.name, path.read_text())
+    browser.evaluate(FIT_JS)
+    time.sleep(0.5)
+    shot = browser.screenshot(Path(tempfile.mkdtemp()) / "shot.png")
+    return Image.open(shot).convert("RGB")
+
+
 def main(names: list[str]) -> None:
+    """Write the chosen workflows (all by default), their Templates-menu thumbnails (`<name>.jpg`) and,
+    for those on the demo model, their results under docs/ for the README."""
     sys.path.insert(0, str(TESTS))
     from browser.cdp import Chromium
     from browser.frontend import open_frontend
@@ -415,7 +471,14 @@ def main(names: list[str]) -> None:
         for name, spec in chosen.items():
             path = WORKFLOWS / f"{name}.json"
             path.write_text(json.dumps(build(browser, name, spec), indent=2) + "\n")
-            sys.stdout.write(f"wrote {path}\n")
+            if any(n["class_type"] == "P2PDemoModelLoader" for n in spec.nodes.values()):
+                picture = result_strip(server, spec)
+                picture.save(DOCS / f"{name}_result.png")
+            else:
+                picture = graph_shot(browser, name, spec)
+            thumbnail = ImageOps.pad(picture, (512, 384), color=(24, 24, 24))
+            thumbnail.save(path.with_suffix(".jpg"), quality=90)
+            sys.stdout.write(f"wrote {path} and its thumbnail\n")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,8 @@
 """The real-shape checkpoints load through the stock CheckpointLoaderSimple, are recognised as the
-family they were built as, and sample with the stock KSampler and decode with the stock VAEDecode."""
+family they were built as, and sample with the stock KSampler and decode with the stock VAEDecode.
+
+All are marked slow (real shapes: 10 s to 2 min each on 2 CPU cores, plus writing the checkpoint the
+first time on a machine); CI runs them."""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ import gc
 
 import pytest
 import torch
+
 from checkpoints import checkpoint
 
 
@@ -71,10 +75,12 @@ def check_family(comfy, detected, captured, family: str, config: str, model_type
     assert image["filename"].endswith(".png")
 
 
+@pytest.mark.slow
 def test_sd15(comfy, detected, captured):
     check_family(comfy, detected, captured, "sd15", "SD15", "EPS")
 
 
+@pytest.mark.slow
 def test_sd2_v_prediction(comfy, detected, captured):
     check_family(comfy, detected, captured, "sd2_v", "SD20", "V_PREDICTION")
 

@@ -40,10 +40,10 @@ INSTRUMENT_JS = """
 """
 
 FIXTURE_JS = """
-(family, photo) => {
-  // What the test changes before queueing a workflow made for a real checkpoint: the tiny model
-  // of the family for every checkpoint loader, a small image, few steps, the uploaded photo.
-  // Workflows on the demo model run as shipped.
+(family, ckpt, photo) => {
+  // What the test changes before queueing a workflow made for a real checkpoint: the random-weight
+  // checkpoint `ckpt` picked in every Load Checkpoint, or (ckpt null) the tiny model of the family
+  // in its place; a small image, few steps, the uploaded photo. Demo-model workflows run as shipped.
   const graph = app.graph;
   const set = (node, name, value) => {
     const widget = node.widgets?.find((w) => w.name === name);
@@ -51,6 +51,7 @@ FIXTURE_JS = """
   };
   const checkpoint = graph.nodes.some((n) => n.type === "CheckpointLoaderSimple");
   for (const loader of graph.nodes.filter((n) => n.type === "CheckpointLoaderSimple")) {
+    if (ckpt) { set(loader, "ckpt_name", ckpt); continue; }
     const tiny = LiteGraph.createNode("P2PTestTinyModel");
     tiny.pos = [...loader.pos];
     graph.add(tiny);
@@ -134,13 +135,18 @@ def screenshot(browser: Chromium, name: str) -> Path:
     return browser.screenshot(SHOTS / f"{name}.png")
 
 
-@pytest.mark.parametrize("path", WORKFLOWS, ids=[p.stem for p in WORKFLOWS])
-def test_workflow_runs_from_a_drop(comfy_server, browser: Chromium, photo: str, path: Path) -> None:
+def run_dropped(comfy_server, browser: Chromium, path: Path, ckpt: str | None, photo: str) -> dict:
+    """Drop the workflow, put the fixture model in, queue it from the frontend; its history entry."""
     saved = json.loads(path.read_text())
     loaded = drop_workflow(browser, path.name, path.read_text())
     assert loaded == len(saved["nodes"])
-    browser.call(FIXTURE_JS, family_of(path), photo)
-    entry = comfy_server.check(comfy_server.wait(queue_from_frontend(browser), timeout=600))
+    browser.call(FIXTURE_JS, family_of(path), ckpt, photo)
+    return comfy_server.check(comfy_server.wait(queue_from_frontend(browser), timeout=600))
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=[p.stem for p in WORKFLOWS])
+def test_workflow_runs_from_a_drop(comfy_server, browser: Chromium, photo: str, path: Path) -> None:
+    entry = run_dropped(comfy_server, browser, path, None, photo)
     images = comfy_server.images(entry)
     assert images, f"{path.name} saved no image"
     rows = max(len(o.get("images", [])) for o in entry["outputs"].values())
@@ -149,6 +155,20 @@ def test_workflow_runs_from_a_drop(comfy_server, browser: Chromium, photo: str, 
     page_errors = [e for e in browser.errors() if "p2p" in e.lower()]
     assert not page_errors, page_errors
     screenshot(browser, path.stem)
+
+
+SD15_WORKFLOWS = [p for p in WORKFLOWS if family_of(p) == "sd15" and "CheckpointLoaderSimple" in p.read_text()]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", SD15_WORKFLOWS, ids=[p.stem for p in SD15_WORKFLOWS])
+def test_workflow_runs_on_a_real_shape_checkpoint(comfy_server, browser: Chromium, photo: str, path: Path) -> None:
+    """The stock Load Checkpoint of the workflow on a checkpoint with the real SD1.5 shapes (random weights)."""
+    import checkpoints
+
+    entry = run_dropped(comfy_server, browser, path, checkpoints.checkpoint("sd15"), photo)
+    images = comfy_server.images(entry)
+    assert len(images) >= 2 and all(image.size == (64, 64) for image in images)
 
 
 TYPE_JS = """

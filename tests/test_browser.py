@@ -283,3 +283,46 @@ def test_alignment_warns_on_a_word_not_in_the_prompt(browser: Chromium) -> None:
     marked = browser.evaluate("app.graph.nodes.find((n) => n.type === 'Reweight').p2pProblems")
     assert marked == ['"zebra" is not in the prompt']
     node_shot(browser, "alignment_missing_word", ["PromptPair", "Reweight"])
+
+
+TEMPLATES_JS = """
+async (pack) => {
+  // Open the Templates menu from the side bar and pick the pack's section, as a user would.
+  const wait = () => new Promise((r) => setTimeout(r, 100));
+  const label = (b) => b.textContent + (b.getAttribute("aria-label") ?? "");
+  let button = null;
+  for (let i = 0; i < 100 && !button; i++, await wait()) {
+    button = [...document.querySelectorAll("button, [role=button]")].find((b) => /templates/i.test(label(b)));
+  }
+  if (!button) return "no Templates button";
+  button.click();
+  for (let i = 0; i < 100; i++) {
+    await wait();
+    const entry = [...document.querySelectorAll("*")].filter(
+      (e) => e.children.length === 0 && e.textContent.trim() === pack,
+    ).at(-1);
+    if (entry) { entry.click(); return "opened"; }
+  }
+  return "the pack is not in the Templates menu";
+}
+"""
+
+
+def test_templates_menu_shows_the_workflows(browser: Chromium) -> None:
+    assert browser.call(TEMPLATES_JS, comfy_harness.PACK_NAME) == "opened"
+    names = [p.stem for p in WORKFLOWS]
+    browser.wait_for(
+        f"{json.dumps(names)}.every((n) => document.body.innerText.includes(n))",
+        timeout=20,
+        what="every workflow in the Templates menu",
+    )
+    # The frontend fetches each thumbnail (`<name>.jpg` beside the workflow) and shows it as a blob.
+    browser.wait_for(
+        f"[...document.images].filter((i) => i.src.startsWith('blob:') && i.complete && i.naturalWidth > 0).length"
+        f" >= {len(names)}",
+        timeout=20,
+        what="the workflows' thumbnails",
+    )
+    time.sleep(1)
+    browser.screenshot(SHOTS / "templates_menu.png")
+    browser.send("Input.dispatchKeyEvent", type="keyDown", key="Escape", code="Escape", windowsVirtualKeyCode=27)

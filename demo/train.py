@@ -79,14 +79,14 @@ def main() -> None:
     token_ids = vocabulary_token_ids(tokenizer)
     params = list(unet.parameters()) + list(te.parameters())
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01, betas=(0.9, 0.99))
-    step, seconds = 0, 0.0
+    step, seconds, opt_start = 0, 0.0, 0  # opt_start: the step the optimizer started at (lr warm-up)
     ema: dict[str, dict[str, torch.Tensor]] = {}
     if args.state.exists():
         state = torch.load(args.state, map_location=device)
         unet.load_state_dict(state["unet"])
         te.load_state_dict(state["te"])
         opt.load_state_dict(state["opt"])
-        step, seconds = state["step"], state["seconds"]
+        step, seconds, opt_start = state["step"], state["seconds"], state["opt_start"]
         ema = {"unet": state["ema_unet"], "te": state["ema_te"]}
         print(f"resumed from {args.state} at step {step}")
     elif args.out.exists():
@@ -94,6 +94,7 @@ def main() -> None:
         unet.load_state_dict(unet_sd)
         te.clip_l.transformer.load_state_dict(te_sd)
         step, seconds = meta["info"]["steps"], meta["info"]["train_seconds"]
+        opt_start = step
         print(f"resumed from the weights of {args.out} at step {step} (fresh optimizer)")
     if not args.state.exists():
         ema = {"unet": copy.deepcopy(unet.state_dict()), "te": copy.deepcopy(te.state_dict())}
@@ -135,7 +136,8 @@ def main() -> None:
                 "seed": args.seed, "device": name}
         save_checkpoint(args.out, unet_ema, te_ema, token_ids, info)
         torch.save({"unet": unet.state_dict(), "te": te.state_dict(), "opt": opt.state_dict(), "step": step,
-                    "seconds": seconds, "ema_unet": ema["unet"], "ema_te": ema["te"]}, args.state)
+                    "opt_start": opt_start, "seconds": seconds, "ema_unet": ema["unet"], "ema_te": ema["te"]},
+                   args.state)
         print(f"saved step {step} to {args.out}", flush=True)
 
     gen = torch.Generator(device=device)
@@ -150,7 +152,7 @@ def main() -> None:
         captions = ["" if d else c for d, c in zip(drop, batch.captions, strict=True)]
         x, sigma, target = flow_batch(batch.images, gen)
         for group in opt.param_groups:
-            group["lr"] = args.lr * min(1.0, (step + 1) / 500)
+            group["lr"] = args.lr * min(1.0, (step + 1 - opt_start) / 500)
         with autocast:
             context = encode_tokens(te, torch.tensor([tokens(c) for c in captions], device=device))
             pred = unet(x, sigma * 1000.0, context=context)

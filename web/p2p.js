@@ -96,15 +96,40 @@ function describe(word) {
   return `kept (${tokens})`;
 }
 
+// Target lines that align alike (a fader sweep repeats one target) share one row.
+function groups(targets) {
+  const out = [];
+  targets.forEach((target, i) => {
+    const last = out.at(-1);
+    if (last && last.target.text === target.text) last.last = i;
+    else out.push({ target, first: i, last: i });
+  });
+  return out;
+}
+
+function targetLabel({ first, last }, count) {
+  if (count === 1) return "target:";
+  return first === last ? `target ${first + 1}:` : `targets ${first + 1}-${last + 1}:`;
+}
+
 function render(panel, answer, edit, titles) {
   panel.replaceChildren();
+  // Problems first: they are what needs fixing, and the rows below may scroll.
+  for (const problem of answer.problems) {
+    const row = document.createElement("div");
+    row.className = "p2p-problem";
+    row.dataset.word = problem.word ?? "";
+    row.textContent = `⚠ ${titles[problem.node] ?? "node"}: ${problem.message}`;
+    panel.appendChild(row);
+  }
   const editName = edit === "replace" ? "Attention Replace (word swap)" : "Attention Refine";
   panel.appendChild(span("p2p-legend", `Alignment for ${editName}: kept, swapped, added, removed`));
-  answer.targets.forEach((target, i) => {
+  for (const group of groups(answer.targets)) {
+    const { target } = group;
     const row = document.createElement("div");
     row.className = "p2p-row";
-    row.dataset.target = String(i);
-    row.appendChild(span("p2p-label", answer.targets.length > 1 ? `target ${i + 1}:` : "target:"));
+    row.dataset.target = String(group.first);
+    row.appendChild(span("p2p-label", targetLabel(group, answer.targets.length)));
     if (target.error) {
       row.appendChild(span("p2p-error", target.error));
     } else {
@@ -121,13 +146,6 @@ function render(panel, answer, edit, titles) {
         row.appendChild(el);
       }
     }
-    panel.appendChild(row);
-  });
-  for (const problem of answer.problems) {
-    const row = document.createElement("div");
-    row.className = "p2p-problem";
-    row.dataset.word = problem.word ?? "";
-    row.textContent = `⚠ ${titles[problem.node] ?? "node"}: ${problem.message}`;
     panel.appendChild(row);
   }
 }
@@ -197,7 +215,7 @@ function setupPromptPair(node) {
   };
 }
 
-// A warning line above the nodes whose word inputs name words the prompts lack.
+// A warning line under the nodes whose word inputs name words the prompts lack.
 function drawProblems(nodeType) {
   const onDrawForeground = nodeType.prototype.onDrawForeground;
   nodeType.prototype.onDrawForeground = function (ctx) {
@@ -206,8 +224,8 @@ function drawProblems(nodeType) {
       ctx.save();
       ctx.font = "12px sans-serif";
       ctx.fillStyle = "#ff7b6b";
-      const title = globalThis.LiteGraph?.NODE_TITLE_HEIGHT ?? 30;
-      ctx.fillText(`⚠ ${this.p2pProblems.join("; ")}`, 4, -title - 6);
+      // Under the node: above it sits the title and ComfyUI's badge naming the pack.
+      ctx.fillText(`⚠ ${this.p2pProblems.join("; ")}`, 4, this.size[1] + 16);
       ctx.restore();
     }
     return result;

@@ -405,7 +405,7 @@ async (graph, positions, notes, title) => {
     const control = n.widgets?.find((w) => w.name === "control_after_generate");
     if (control) control.value = "fixed";
     if (n.type === "CLIPTextEncode") n.size = [400, 130];
-    if (n.type === "PromptPair") n.size = [400, 330];
+    if (n.type === "PromptPair") n.size = [400, 400];
   }
   for (const [text, pos, size] of notes) {
     const note = LiteGraph.createNode("MarkdownNote");

@@ -48,8 +48,17 @@ def invert_latent(
         raise UserError(f"DDIMInvert: cfg {cfg} needs a negative conditioning (or set cfg to 1)")
     if edit_state(model) is not None or any(isinstance(f, SourcePin) for f in _post_cfg(model)):
         raise UserError("DDIMInvert: connect the plain model (the one before the P2P edit nodes)")
+    sampling = model.get_model_object("model_sampling")
+    ones = torch.ones(1, 1, 1, 1)
+    started = sampling.noise_scaling(torch.tensor([float(sampling.sigma_max)]), torch.zeros_like(ones), ones)
+    if not torch.equal(started, ones):
+        raise UserError(
+            "DDIMInvert: this model mixes noise into the latent (flow matching) instead of adding it, so a "
+            "sampler cannot start from an inverted latent; supported: eps and v-prediction models (SD1.x, SD2.x, "
+            "SDXL)"
+        )
     samples = comfy.sample.fix_empty_latent_channels(model, samples)
-    schedule = comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), scheduler, steps)
+    schedule = comfy.samplers.calculate_sigmas(sampling, scheduler, steps)
     sigmas = schedule.flip(0)
     if bool((sigmas[1:] <= sigmas[:-1]).any()):
         raise UserError(
@@ -160,8 +169,9 @@ class SourcePin:
         latent = model.process_latent_in(latent_image[:1].to(device=start.device, dtype=start.dtype))
         if latent.shape != start.shape or (latent - start).norm() > 1e-3 * start.norm():
             raise UserError(
-                "Prompt-to-Prompt inversion: the sampler's latent is not the one DDIMInvert returned for this "
-                "inversion; connect DDIMInvert's LATENT output to the sampler"
+                "Prompt-to-Prompt inversion: the sampler's latent is not where this inversion was at the "
+                f"sampler's first sigma ({float(sigmas[0]):.6g}); connect DDIMInvert's LATENT output to the "
+                "sampler and start at step 0"
             )
         return executor(
             noise,

@@ -279,7 +279,8 @@ def test_runs_pinning_cannot_serve_are_refused(comfy, photo, change, message):
     assert message in error.value.message
 
 
-def test_inversion_refuses_an_edited_model_and_cfg_without_negative(comfy, photo):
+def test_inversion_refuses_what_it_cannot_invert(comfy, photo):
+    """cfg without a negative, a model carrying a P2P edit, a flow model (stock ModelSamplingSD3)."""
     graph = inversion_graph("sd15", steps=2)
     graph["invert"]["inputs"]["cfg"] = 3.0
     graph["capture"] = capture(["invert", 0], "noise")
@@ -290,6 +291,10 @@ def test_inversion_refuses_an_edited_model_and_cfg_without_negative(comfy, photo
     del graph["plain_edit"]["inputs"]["inversion"]
     del graph["edit"]
     with pytest.raises(comfy.GraphError, match="connect the plain model"):
+        comfy.run_graph(graph)
+    graph["flow"] = {"class_type": "ModelSamplingSD3", "inputs": {"model": ["model", 0], "shift": 3.0}}
+    graph["invert"]["inputs"]["model"] = ["flow", 0]
+    with pytest.raises(comfy.GraphError, match="mixes noise into the latent"):
         comfy.run_graph(graph)
 
 

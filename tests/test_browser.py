@@ -130,6 +130,13 @@ def queue_from_frontend(browser: Chromium) -> str:
 
 
 def screenshot(browser: Chromium, name: str) -> Path:
+    browser.wait_for(
+        "app.graph.nodes.filter((n) => ['SaveImage', 'PreviewImage'].includes(n.type))"
+        ".every((n) => n.imgs?.length && n.imgs.every((i) => i.complete && i.naturalWidth > 0))",
+        timeout=20,
+        what="the output images shown in their nodes",
+    )
+    time.sleep(1)  # the nodes grow to their images on the next frames
     browser.evaluate(FIT_JS)
     time.sleep(0.5)
     return browser.screenshot(SHOTS / f"{name}.png")
@@ -232,7 +239,8 @@ FRAME_JS = """
 
 
 def node_shot(browser: Chromium, name: str, types: list[str]) -> Path:
-    """A screenshot framing the nodes of the given types."""
+    """A screenshot framing the nodes of the given types (no text cursor blinking in it)."""
+    browser.evaluate("document.activeElement?.blur()")
     rect = browser.call(FRAME_JS, types)
     time.sleep(0.5)
     return browser.screenshot(SHOTS / f"{name}.png", clip=rect)

@@ -8,6 +8,8 @@ SETTINGS = {
     # A first visit opens the templates browser over the canvas.
     "Comfy.TutorialCompleted": True,
     "Comfy.Minimap.Visible": False,
+    # The frame rate in the corner would make every screenshot differ from the last.
+    "Comfy.Graph.CanvasInfo": False,
 }
 QUIET_JS = "localStorage.setItem('vueNodesBannerDismissed', 'true');"
 """Before the page's own scripts: no "try the new node design" banner over the screenshots."""

@@ -91,7 +91,7 @@ def demo_base(source: str, target: str, seed: int = 3) -> dict[str, dict]:
     }
 
 
-COLUMNS = {"loader": (0, 0), "pair": (360, 0), "negative": (360, 420), "latent": (360, 620)}
+COLUMNS = {"loader": (0, 0), "pair": (360, 0), "negative": (360, 470), "latent": (360, 670)}
 """Shared places: loader left, prompts next, the edit nodes in the middle, sampling on the right."""
 
 
@@ -309,7 +309,7 @@ def real_image_spec() -> Spec:
             "photo": (0, 240),
             "encode": (360, 240),
             "pair": (360, 400),
-            "negative": (360, 820),
+            "negative": (360, 870),
             "invert": (780, 240),
             "edit": (780, 520),
             "sampler": (1180, 240),

@@ -205,16 +205,20 @@ def test_pinned_source_through_sampler_custom_advanced(comfy, captured, photo):
     check_pinned(captured, "custom")
 
 
+@pytest.mark.slow
 def test_pinned_source_on_the_real_sd15_shapes(comfy, captured, photo):
-    """The stock loader's SD1.5 (16 cross-attention layers, the real VAE) at cfg 7.5."""
+    """The stock loader's SD1.5 (16 cross-attention layers, the real VAE), euler and ddim, cfg 1 and 7.5."""
     from checkpoints import checkpoint
 
     loader = {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": checkpoint("sd15")}}
-    graph = inversion_graph(steps=3, loader=loader)
-    graph["sample"] = advanced(["edit", 0], ["invert", 0], 3, 7.5, "euler")
-    graph["capture"] = capture(["sample", 0], "real")
+    graph = inversion_graph(steps=2, loader=loader)
+    runs = [(sampler, cfg) for sampler in ("euler", "ddim") for cfg in (1.0, 7.5)]
+    for sampler, cfg in runs:
+        graph[f"{sampler}{cfg}"] = advanced(["edit", 0], ["invert", 0], 2, cfg, sampler)
+        graph[f"capture_{sampler}{cfg}"] = capture([f"{sampler}{cfg}", 0], f"{sampler}{cfg}")
     comfy.run_graph(graph)
-    check_pinned(captured, "real")
+    for sampler, cfg in runs:
+        check_pinned(captured, f"{sampler}{cfg}")
 
 
 UNPINNED_BOUND = {"sd15": 1e-5, "sd15_v": 0.25}

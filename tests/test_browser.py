@@ -4,13 +4,16 @@ Every shipped workflow is dropped on the page as a drag-and-drop does, queued fr
 and must finish with no error and with its images. A workflow made for a real checkpoint runs on
 the random-weight tiny model of its family (picked from its file name) at a small size and few
 steps. The PromptPair alignment display is checked by typing into the prompts. Screenshots go
-to docs/screenshots/ for the README.
+to $P2P_SCREENSHOTS when it is set (docs/screenshots/ for the README), else to a temporary folder,
+so that a test run leaves the checkout as it was.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -22,7 +25,7 @@ from PIL import Image
 import comfy_harness
 
 WORKFLOWS = sorted((comfy_harness.REPO / "workflows").glob("*.json"))
-SHOTS = comfy_harness.REPO / "docs" / "screenshots"
+SHOTS = Path(os.environ.get("P2P_SCREENSHOTS") or tempfile.mkdtemp(prefix="p2p-screenshots-"))
 
 INSTRUMENT_JS = """
 (() => {

@@ -225,7 +225,7 @@ UNPINNED_BOUND = {"sd15": 1e-5, "sd15_v": 0.25}
 """Relative error of plain DDIM inversion + euler sampling at cfg 1 and 50 steps on the tiny models, measured
 2026-11-26: sd15 1.7e-6, sd15_v 0.17 (SDXL 6.2e-6; at 8 steps sd15 8.8e-6, sd15_v 0.62). The random eps
 models predict nearly the same eps all along the path, so plain inversion is already close there; the
-v-prediction one drifts as the paper describes. Pinned, every one is below 3e-8."""
+random v-prediction model's denoiser depends strongly on x and plain inversion drifts. Pinned: below 3e-8."""
 
 
 @pytest.mark.parametrize("family", ["sd15", "sd15_v"])

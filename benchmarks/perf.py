@@ -1,0 +1,726 @@
+"""What a Prompt-to-Prompt edit costs: wall time and peak memory, side by side, as ratios.
+
+    python benchmarks/perf.py                       # everything, on the CPU (real SD1.5 shapes)
+    python benchmarks/perf.py --attention-only      # attention calls only: needs torch, not ComfyUI
+    python benchmarks/perf.py --attention-only --device cuda --dtype fp16
+
+1. Pipeline (CPU, in-process ComfyUI, the real-shape SD1.5 checkpoint of tests/checkpoints.py):
+   each edit (source + targets from one batch-1 latent) against plain stock KSampler sampling of
+   the same 1+N prompts from a batch-(1+N) latent, same model, sampler, steps and cfg. Time: the
+   sampler's own run (every `CFGGuider.sample` call of the graph: DDIMInvert's too), one process
+   with the model loaded once, the configurations alternated, the median of the rounds after a
+   warm-up round. Memory: one fresh process per configuration, the kernel's resident-set
+   high-water mark (VmHWM, reset through /proc/self/clear_refs when sampling starts) over the
+   resident set at that moment: the sampler's working memory. The model's own weights (3.4 GB) are
+   left out of that figure; they are the same in both.
+2. Attention calls at the layer shapes of SD1.5 at 512 px and SDXL at 1024 px (cfg: rows uncond
+   source, uncond target, cond source, cond target): the pack's fused edit on the host's kernel
+   against the explicit-softmax reference (p2p_core.attention.reference_*), and the unedited
+   kernel alone. On the CPU each figure comes from its own process: peak = VmHWM over the resident
+   set before the call, time = median of warm calls. On CUDA: event timing and
+   torch.cuda.max_memory_allocated over the memory allocated before the call.
+3. Several targets (1, 2, 4): the pipeline rows `replace xN` and attention rows at `batch 2(1+N)`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from p2p_core.attention import (  # noqa: E402
+    fused_cross_attention,
+    fused_self_attention,
+    reference_cross_attention,
+    reference_self_attention,
+)
+from p2p_core.edits import EditPlan  # noqa: E402
+from p2p_core.schedules import Window  # noqa: E402
+
+MB = 2**20
+
+# ----------------------------------------------------------------------------------------------
+# Memory and time measurement
+
+
+def _proc_status(field: str) -> int:
+    """A `kB` field of /proc/self/status, in bytes."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"/proc/self/status has no {field}")
+
+
+class PeakMeter:
+    """Peak memory of a region over the memory in use when it starts.
+
+    CPU: the kernel's resident-set high-water mark, reset at the start (Linux clear_refs 5).
+    CUDA: torch.cuda.max_memory_allocated, reset at the start.
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.base = 0
+
+    def start(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self.base = torch.cuda.memory_allocated(self.device)
+        else:
+            Path("/proc/self/clear_refs").write_text("5")
+            self.base = _proc_status("VmRSS")
+
+    def peak(self) -> int:
+        """Bytes above the start."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            return torch.cuda.max_memory_allocated(self.device) - self.base
+        return _proc_status("VmHWM") - self.base
+
+
+def timed(fn: Callable[[], object], device: torch.device) -> tuple[float, float]:
+    """(wall, process CPU) seconds of one call of `fn`; on CUDA both are the device time between events."""
+    if device.type == "cuda":
+        begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        begin.record()
+        fn()
+        end.record()
+        torch.cuda.synchronize(device)
+        return (begin.elapsed_time(end) / 1000,) * 2
+    start, start_cpu = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - start, time.process_time() - start_cpu
+
+
+def _child(args: list[str]) -> dict:
+    """Run this script in a fresh process (`--worker ...`) and return the JSON line it prints last.
+
+    The worker's progress lines (indented) are passed on; the rest of its stderr only on failure."""
+    with (
+        tempfile.TemporaryFile("w+") as stdout,
+        subprocess.Popen([sys.executable, __file__, *args], stdout=stdout, stderr=subprocess.PIPE, text=True) as proc,
+    ):
+        log = []
+        for line in proc.stderr:
+            if line.startswith(("  measured", "  timing")):
+                print(line, end="", file=sys.stderr, flush=True)
+            log.append(line)
+        proc.wait()
+        stdout.seek(0)
+        out = stdout.read()
+    if proc.returncode:
+        raise RuntimeError(f"worker {' '.join(args)} failed:\n{''.join(log[-60:])}")
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}x" if b > 0 else "n/a"
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=True)]
+    fmt = "| " + " | ".join(f"{{:{w}}}" for w in widths) + " |"
+    lines = [fmt.format(*header), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+    return "\n".join([*lines, *(fmt.format(*map(str, r)) for r in rows)])
+
+
+# ----------------------------------------------------------------------------------------------
+# 2. Attention calls
+
+
+@dataclass(frozen=True)
+class Layer:
+    model: str
+    tokens: int
+    heads: int
+    dim: int
+    factor: int
+    """How many times coarser than the latent (self-injection acts on factor >= 4 by default)."""
+
+
+CONTEXT = 77
+LAYERS = [
+    Layer("SD1.5 512px", 4096, 8, 40, 1),
+    Layer("SD1.5 512px", 1024, 8, 80, 2),
+    Layer("SD1.5 512px", 256, 8, 160, 4),
+    Layer("SD1.5 512px", 64, 8, 160, 8),
+    Layer("SDXL 1024px", 4096, 10, 64, 2),
+    Layer("SDXL 1024px", 1024, 20, 64, 4),
+]
+KINDS = ("self", "cross-replace", "cross-refine")
+PATHS = ("kernel", "fused", "explicit")
+
+
+def _edit_terms(kind: str, targets: int, device: torch.device, dtype: torch.dtype):
+    """The CrossTerms of a word swap (a one-to-two-token swap: folded values only) or a refine
+    (two new target tokens: the fused path adds the direct term), first step of a 0.8 window."""
+    mapper = torch.eye(CONTEXT)
+    injected = torch.ones(CONTEXT)
+    if kind == "cross-replace":
+        mapper[5, 5] = mapper[5, 6] = 0.5
+        mapper[6, 6] = 0.0
+        mapper[6, 7] = 1.0
+        mapper[7, 7] = 0.0
+    else:
+        mapper = torch.roll(torch.eye(CONTEXT), 2, dims=1)
+        mapper[:, :2] = 0
+        injected[1:3] = 0
+    target = EditPlan.for_target(mapper, injected, Window(0.0, 0.8), {})
+    plan = EditPlan((target,) * targets, Window(0.0, 0.4))
+    return plan.cross_terms(0, 10, CONTEXT, device, dtype)
+
+
+def sdpa_kernel(heads: int) -> Callable:
+    """torch SDPA on [B, N, H*D] tensors (the kernel ComfyUI uses on CUDA, attention_pytorch)."""
+
+    def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        b, n, inner = q.shape
+        split = [t.view(b, -1, heads, inner // heads).transpose(1, 2) for t in (q, k, v)]
+        out = torch.nn.functional.scaled_dot_product_attention(*split)
+        return out.transpose(1, 2).reshape(b, n, inner)
+
+    return attend
+
+
+def host_kernel(heads: int, device: torch.device) -> Callable:
+    """ComfyUI's own `optimized_attention` (sub-quadratic attention on the CPU)."""
+    sys.path.insert(0, str(REPO / "scripts"))
+    from comfy_host import comfy_host
+
+    sys.path.insert(0, str(comfy_host()))
+    import comfy.cli_args
+
+    comfy.cli_args.args.cpu = device.type == "cpu"
+    from comfy.ldm.modules.attention import optimized_attention
+
+    return lambda q, k, v: optimized_attention(q, k, v, heads)
+
+
+def attention_call(
+    layer: Layer, kind: str, path: str, targets: int, device: torch.device, dtype: torch.dtype, kernel: str
+):
+    """(fn, fresh inputs) for one attention call of `layer`; fn(q, k, v) -> out."""
+    rows = 1 + targets
+    batch = 2 * rows
+    inner = layer.heads * layer.dim
+    nk = layer.tokens if kind == "self" else CONTEXT
+    source = torch.tensor([rows] * targets, device=device)
+    target = torch.arange(rows + 1, batch, device=device)
+    index = torch.arange(targets, device=device)
+    attend = sdpa_kernel(layer.heads) if kernel == "sdpa" else host_kernel(layer.heads, device)
+    generator = torch.Generator(device=device).manual_seed(0)
+
+    def inputs():
+        return [
+            torch.randn(batch, n, inner, generator=generator, device=device, dtype=dtype)
+            for n in (layer.tokens, nk, nk)
+        ]
+
+    if path == "kernel":
+        return attend, inputs
+    if kind == "self":
+        if path == "fused":
+            return lambda q, k, v: fused_self_attention(q, k, v, attend, source, target), inputs
+        return lambda q, k, v: reference_self_attention(q, k, v, layer.heads, source, target), inputs
+    terms = _edit_terms(kind, targets, device, dtype)
+    if path == "fused":
+        return lambda q, k, v: fused_cross_attention(q, k, v, attend, source, target, index, terms), inputs
+    return lambda q, k, v: reference_cross_attention(q, k, v, layer.heads, source, target, index, terms), inputs
+
+
+def measure_attention(
+    layer: Layer,
+    kind: str,
+    path: str,
+    targets: int,
+    device: torch.device,
+    dtype: torch.dtype,
+    kernel: str,
+    repeats: int,
+) -> dict:
+    """{"seconds", "cpu": median wall and process-CPU time of warm calls, "peak": bytes above the memory
+    in use before the first call}."""
+    fn, inputs = attention_call(layer, kind, path, targets, device, dtype, kernel)
+    meter = PeakMeter(device)
+    with torch.inference_mode():
+        args = inputs()
+        meter.start()
+        fn(*args)
+        peak = meter.peak()
+        del args
+        times = []
+        for _ in range(repeats):
+            args = inputs()
+            times.append(timed(lambda a=args: fn(*a), device))
+            del args
+    return {
+        "seconds": statistics.median(t for t, _ in times),
+        "cpu": statistics.median(c for _, c in times),
+        "peak": peak,
+    }
+
+
+def attention_rows(opts: argparse.Namespace) -> list[dict]:
+    device, dtype = torch.device(opts.device), DTYPES[opts.dtype]
+    cases = [(layer, kind, 1) for layer in LAYERS for kind in KINDS]
+    sweep = LAYERS[5]  # SDXL's 32x32 layer, where self-attention injection acts by default
+    cases += [(sweep, kind, t) for t in (2, 4) for kind in ("self", "cross-refine")]
+    rows = []
+    kernels: dict[tuple, dict] = {}
+    for layer, kind, targets in cases:
+        result = {"layer": layer, "kind": kind, "targets": targets}
+        for path in PATHS:
+            key = (layer, kind == "self", targets)
+            if path == "kernel" and key in kernels:
+                result[path] = kernels[key]  # the same unedited call
+                continue
+            spec = [layer.model, layer.tokens, layer.heads, layer.dim, layer.factor, kind, path, targets]
+            if device.type == "cuda":
+                got = measure_attention(layer, kind, path, targets, device, dtype, opts.kernel, opts.call_repeats)
+            else:
+                flags = [
+                    "--dtype",
+                    opts.dtype,
+                    "--kernel",
+                    opts.kernel,
+                    "--call-repeats",
+                    str(opts.call_repeats),
+                    "--threads",
+                    str(opts.threads),
+                ]
+                got = _child(["--worker", "attention", json.dumps(spec), *flags])
+            result[path] = got
+            if path == "kernel":
+                kernels[key] = got
+        rows.append(result)
+        line = attention_table([result]).splitlines()[-1]
+        print(f"  measured {line}", file=sys.stderr, flush=True)
+    return rows
+
+
+def attention_table(rows: list[dict]) -> str:
+    header = [
+        "layer",
+        "tokens x heads x dim",
+        "call",
+        "targets",
+        "kernel ms",
+        "fused ms",
+        "explicit ms",
+        "fused/kernel time",
+        "explicit/fused time",
+        "explicit/fused CPU time",
+        "kernel MB",
+        "fused MB",
+        "explicit MB",
+        "fused/kernel memory",
+        "explicit/fused memory",
+    ]
+    body = []
+    for r in rows:
+        layer, k, f, e = r["layer"], r["kernel"], r["fused"], r["explicit"]
+        body.append(
+            [
+                layer.model,
+                f"{layer.tokens}x{layer.heads}x{layer.dim}",
+                r["kind"],
+                r["targets"],
+                f"{k['seconds'] * 1000:.1f}",
+                f"{f['seconds'] * 1000:.1f}",
+                f"{e['seconds'] * 1000:.1f}",
+                ratio(f["seconds"], k["seconds"]),
+                ratio(e["seconds"], f["seconds"]),
+                ratio(e["cpu"], f["cpu"]),
+                f"{k['peak'] / MB:.0f}",
+                f"{f['peak'] / MB:.0f}",
+                f"{e['peak'] / MB:.0f}",
+                ratio(f["peak"], k["peak"]),
+                ratio(e["peak"], f["peak"]),
+            ]
+        )
+    return table(header, body)
+
+
+# ----------------------------------------------------------------------------------------------
+# 1 and 3. Pipeline: an edit against plain sampling of the same batch
+
+
+SOURCE = "a cat riding a bicycle"
+TARGETS = ["a cat riding a car", "a cat riding a horse", "a cat riding a boat", "a cat riding a train"]
+REFINE_TARGET = "a fluffy cat riding a red bicycle"
+
+
+@dataclass(frozen=True)
+class Config:
+    name: str
+    edit: str
+    """plain, replace, refine, reweight, blend or inversion."""
+    targets: int = 1
+    needs: str = ""
+    """A node this configuration needs ('' for none)."""
+
+
+CONFIGS = [
+    Config("plain", "plain"),
+    Config("replace", "replace"),
+    Config("refine", "refine"),
+    Config("replace + reweight", "reweight"),
+    Config("replace + local blend", "blend", needs="LocalBlend"),
+    Config("plain (KSamplerAdvanced)", "plain-advanced", needs="DDIMInvert"),
+    Config("inversion + pinned replace", "inversion", needs="DDIMInvert"),
+    Config("plain x2", "plain", 2),
+    Config("replace x2", "replace", 2),
+    Config("plain x4", "plain", 4),
+    Config("replace x4", "replace", 4),
+]
+BASELINE = {
+    "plain": "plain",
+    "replace": "plain",
+    "refine": "plain",
+    "reweight": "plain",
+    "blend": "plain",
+    "inversion": "plain (KSamplerAdvanced)",
+}
+
+
+def pipeline_graph(config: Config, ckpt: str, size: int, steps: int, seed: int) -> dict:
+    """Stock loader -> PromptPair -> [edit nodes] -> KSampler -> latent capture."""
+    targets = REFINE_TARGET if config.edit == "refine" else "\n".join(TARGETS[: config.targets])
+    rows = 1 + config.targets
+    plain = config.edit.startswith("plain")
+    graph = {
+        "load": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": ckpt}},
+        "pair": {"class_type": "PromptPair", "inputs": {"clip": ["load", 1], "source": SOURCE, "target": targets}},
+        "negative": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["load", 1], "text": ""}},
+        "latent": {
+            "class_type": "EmptyLatentImage",
+            "inputs": {"width": size, "height": size, "batch_size": rows if plain else 1},
+        },
+    }
+    model = ["load", 0]
+    windows = {"cross_replace": 0.8, "self_replace": 0.4}
+    common = {"prompts": ["pair", 1]}
+    if config.edit == "inversion":
+        graph["invert"] = {
+            "class_type": "DDIMInvert",
+            "inputs": {
+                "model": model,
+                "positive": ["pair", 0],
+                "latent": ["latent", 0],
+                "steps": steps,
+                "scheduler": "normal",
+            },
+        }
+    if config.edit in ("replace", "reweight", "blend", "inversion"):
+        inputs = {"model": model, **common, **windows}
+        if config.edit == "inversion":
+            inputs["inversion"] = ["invert", 1]
+        graph["edit"] = {"class_type": "AttentionReplace", "inputs": inputs}
+        model = ["edit", 0]
+    if config.edit == "refine":
+        graph["edit"] = {"class_type": "AttentionRefine", "inputs": {"model": model, **common, **windows}}
+        model = ["edit", 0]
+    if config.edit == "reweight":
+        graph["reweight"] = {
+            "class_type": "Reweight",
+            "inputs": {"model": model, **common, "weights": "car=2.0", **windows},
+        }
+        model = ["reweight", 0]
+    if config.edit == "blend":
+        graph["blend"] = {
+            "class_type": "LocalBlend",
+            "inputs": {"model": model, **common, "source_words": "bicycle", "target_words": "car", "threshold": 0.3},
+        }
+        model = ["blend", 0]
+    sampling = {
+        "model": model,
+        "positive": ["pair", 0],
+        "negative": ["negative", 0],
+        "steps": steps,
+        "cfg": 7.5,
+        "sampler_name": "euler",
+        "scheduler": "normal",
+    }
+    if config.edit in ("inversion", "plain-advanced"):
+        latent = ["invert", 0] if config.edit == "inversion" else ["latent", 0]
+        graph["sample"] = {
+            "class_type": "KSamplerAdvanced",
+            "inputs": {
+                **sampling,
+                "latent_image": latent,
+                "add_noise": "disable",
+                "noise_seed": seed,
+                "start_at_step": 0,
+                "end_at_step": 10000,
+                "return_with_leftover_noise": "disable",
+            },
+        }
+    else:
+        graph["sample"] = {
+            "class_type": "KSampler",
+            "inputs": {**sampling, "latent_image": ["latent", 0], "seed": seed, "denoise": 1.0},
+        }
+    graph["capture"] = {"class_type": "P2PTestCaptureLatent", "inputs": {"samples": ["sample", 0], "name": "out"}}
+    return graph
+
+
+class Pipeline:
+    """An in-process ComfyUI whose executor keeps its cache between graphs (the checkpoint loads
+    once, as in a running ComfyUI), and that measures every sampler run."""
+
+    def __init__(self, device: torch.device, memory: bool) -> None:
+        sys.path.insert(0, str(REPO / "tests"))
+        import comfy_harness
+        from checkpoints import checkpoint
+
+        comfy_harness.boot()
+        import comfy.samplers
+        import execution
+
+        self.ckpt = checkpoint("sd15")
+        self.executor = execution.PromptExecutor(comfy_harness._Server(), cache_args={"lru": 0, "ram": 0})
+        self.runs: list[tuple[float, float, int]] = []
+        meter = PeakMeter(device)
+        sample = comfy.samplers.CFGGuider.sample
+
+        def measured(guider, *args, **kwargs):
+            if memory:
+                meter.start()
+            begin, begin_cpu = time.perf_counter(), time.process_time()
+            out = sample(guider, *args, **kwargs)
+            wall, cpu = time.perf_counter() - begin, time.process_time() - begin_cpu
+            self.runs.append((wall, cpu, meter.peak() if memory else 0))
+            return out
+
+        comfy.samplers.CFGGuider.sample = measured
+
+    def run(self, graph: dict) -> tuple[list[list[float]], int]:
+        """([wall, process CPU] seconds of each sampler run of the graph, the largest peak in bytes)."""
+        import asyncio
+        import uuid
+
+        import execution
+
+        self.runs.clear()
+        prompt_id = str(uuid.uuid4())
+        valid, error, outputs, _ = asyncio.run(execution.validate_prompt(prompt_id, graph, None))
+        if not valid:
+            raise RuntimeError(f"{error.get('message')}: {error.get('details')}")
+        self.executor.execute(graph, prompt_id, {}, outputs)
+        if not self.executor.success:
+            raise RuntimeError(f"the graph failed: {self.executor.status_messages[-1]}")
+        return [[wall, cpu] for wall, cpu, _ in self.runs], max(p for *_, p in self.runs)
+
+
+def pipeline_rows(opts: argparse.Namespace, configs: list[Config]) -> dict[str, dict]:
+    """{config name: {"seconds": median total, "last": median of its last sampler run, "peak": bytes}}.
+
+    The timing process runs while the memory processes run one after the other: both sides of every
+    ratio share the machine alike (the timing alternates the configurations)."""
+    size = ["--size", str(opts.size), "--steps", str(opts.steps), "--threads", str(opts.threads)]
+    with ThreadPoolExecutor(1) as pool:
+        names = json.dumps([c.name for c in configs])
+        timing = pool.submit(_child, ["--worker", "pipeline-time", names, *size, "--repeats", str(opts.repeats)])
+        memory = {}
+        for config in configs:
+            memory.update(_child(["--worker", "pipeline-memory", json.dumps([config.name]), *size]))
+            print(f"  measured the memory of {config.name}", file=sys.stderr, flush=True)
+        times = timing.result()
+    return {
+        c.name: {
+            "seconds": statistics.median(sum(wall for wall, _ in runs) for runs in times[c.name]),
+            "cpu": statistics.median(sum(cpu for _, cpu in runs) for runs in times[c.name]),
+            "last": statistics.median(runs[-1][0] for runs in times[c.name]),
+            "peak": memory[c.name],
+        }
+        for c in configs
+    }
+
+
+def pipeline_worker(opts: argparse.Namespace, names: list[str], memory: bool) -> dict:
+    configs = [c for c in CONFIGS if c.name in names]
+    pipeline = Pipeline(torch.device("cpu"), memory)
+    if memory:
+        (config,) = configs
+        return {config.name: pipeline.run(pipeline_graph(config, pipeline.ckpt, opts.size, opts.steps, 1))[1]}
+    times: dict[str, list[list[list[float]]]] = {c.name: [] for c in configs}
+    for config in configs[:2]:  # warm-up
+        pipeline.run(pipeline_graph(config, pipeline.ckpt, opts.size, opts.steps, 0))
+    for round_ in range(opts.repeats):
+        order = configs if round_ % 2 else configs[::-1]
+        for i, config in enumerate(order):
+            seconds, _ = pipeline.run(pipeline_graph(config, pipeline.ckpt, opts.size, opts.steps, 100 * round_ + i))
+            times[config.name].append(seconds)
+        print(f"  timing round {round_ + 1} of {opts.repeats} done", file=sys.stderr, flush=True)
+    return times
+
+
+def available_nodes() -> set[str]:
+    """Node ids the pack registers (read from nodes/__init__.py's imports, without importing ComfyUI)."""
+    text = (REPO / "nodes" / "__init__.py").read_text()
+    return {name for name in ("LocalBlend", "DDIMInvert") if name in text}
+
+
+def pipeline_table(results: dict[str, dict], configs: list[Config], missing: list[Config]) -> str:
+    header = [
+        "configuration",
+        "baseline",
+        "wall s",
+        "baseline wall s",
+        "wall ratio",
+        "CPU-time ratio",
+        "working MB",
+        "baseline MB",
+        "memory ratio",
+        "target (wall and memory)",
+    ]
+    body = []
+    for c in configs:
+        r = results[c.name]
+        if c.edit.startswith("plain"):
+            base_name = "-"
+            b = r
+        else:
+            base_name = BASELINE[c.edit] if c.targets == 1 else f"plain x{c.targets}"
+            b = results[base_name]
+        bound = {"blend": 1.15, "inversion": None}.get(c.edit, 1.10)
+        if c.edit.startswith("plain"):
+            verdict = "-"
+        elif bound is None:
+            verdict = "none (DDIMInvert is an extra pass)"
+        else:
+            ok = r["seconds"] / b["seconds"] <= bound and r["peak"] / b["peak"] <= bound
+            verdict = f"<= {bound:.2f}x: {'met' if ok else 'NOT met'}"
+        body.append(
+            [
+                c.name,
+                base_name,
+                f"{r['seconds']:.2f}",
+                f"{b['seconds']:.2f}",
+                ratio(r["seconds"], b["seconds"]),
+                ratio(r["cpu"], b["cpu"]),
+                f"{r['peak'] / MB:.0f}",
+                f"{b['peak'] / MB:.0f}",
+                ratio(r["peak"], b["peak"]),
+                verdict,
+            ]
+        )
+        if c.edit == "inversion":
+            body.append(
+                [
+                    f"{c.name}: the edit's sampler run alone",
+                    base_name,
+                    f"{r['last']:.2f}",
+                    f"{b['seconds']:.2f}",
+                    ratio(r["last"], b["seconds"]),
+                    "",
+                    "",
+                    "",
+                    "",
+                    "",
+                ]
+            )
+    body += [[c.name, "not available"] + [""] * 8 for c in missing]
+    return table(header, body)
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--attention-only", action="store_true", help="only the attention calls (no ComfyUI)")
+    parser.add_argument("--pipeline-only", action="store_true", help="only the ComfyUI pipeline")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument(
+        "--dtype", choices=list(DTYPES), default=None, help="attention calls (default fp32 on CPU, fp16 on CUDA)"
+    )
+    parser.add_argument(
+        "--kernel",
+        choices=["host", "sdpa"],
+        default=None,
+        help="the attention kernel: ComfyUI's optimized_attention (default with ComfyUI), or torch "
+        "SDPA (default with --attention-only)",
+    )
+    parser.add_argument("--size", type=int, default=64, help="pipeline image size in px (SD1.5 shapes)")
+    parser.add_argument("--steps", type=int, default=3, help="pipeline sampling steps")
+    parser.add_argument("--repeats", type=int, default=2, help="pipeline timing rounds (alternated, after a warm-up)")
+    parser.add_argument("--call-repeats", type=int, default=3, help="timed calls per attention measurement")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
+    opts = parser.parse_args()
+    opts.dtype = opts.dtype or ("fp16" if opts.device == "cuda" else "fp32")
+    opts.kernel = opts.kernel or ("sdpa" if opts.attention_only else "host")
+
+    if opts.threads:
+        torch.set_num_threads(opts.threads)
+    if opts.worker:
+        kind, spec = opts.worker
+        if kind == "attention":
+            model, tokens, heads, dim, factor, call, path, targets = json.loads(spec)
+            layer = Layer(model, tokens, heads, dim, factor)
+            got = measure_attention(
+                layer,
+                call,
+                path,
+                targets,
+                torch.device(opts.device),
+                DTYPES[opts.dtype],
+                opts.kernel,
+                opts.call_repeats,
+            )
+        else:
+            got = pipeline_worker(opts, json.loads(spec), memory=kind == "pipeline-memory")
+        print(json.dumps(got))
+        return
+
+    threads = torch.get_num_threads()
+    print(
+        f"# Prompt-to-Prompt performance: {sys.platform}, torch {torch.__version__}, device {opts.device}, "
+        f"{threads} CPU threads, {os.cpu_count()} cores"
+    )
+    print(f"command: python benchmarks/perf.py {' '.join(sys.argv[1:])}".rstrip())
+    if not opts.attention_only:
+        if opts.device != "cpu":
+            print("\nThe pipeline part runs on the CPU only (the test harness boots ComfyUI with --cpu).")
+        else:
+            present = available_nodes()
+            configs = [c for c in CONFIGS if not c.needs or c.needs in present]
+            missing = [c for c in CONFIGS if c.needs and c.needs not in present]
+            print(
+                f"\n## 1 and 3. Edit vs plain sampling: SD1.5 shapes, {opts.size} px, euler, {opts.steps} steps, "
+                f"cfg 7.5; time = median of {opts.repeats} alternated rounds, memory = sampler working set "
+                "(peak RSS over RSS at sampling start)\n"
+            )
+            results = pipeline_rows(opts, configs)
+            print(pipeline_table(results, configs, missing))
+    if not opts.pipeline_only:
+        kernel = "torch SDPA" if opts.kernel == "sdpa" else "ComfyUI optimized_attention"
+        print(
+            f"\n## 2 and 3. One attention call, {opts.dtype}, kernel: {kernel}; edit = source + N targets under "
+            "cfg (batch 2(1+N)); memory = peak over the memory in use before the call; explicit = "
+            "p2p_core.attention.reference_* (float32 maps)\n"
+        )
+        print(attention_table(attention_rows(opts)))
+
+
+if __name__ == "__main__":
+    main()

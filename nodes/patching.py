@@ -7,6 +7,7 @@ from __future__ import annotations
 import inspect
 import math
 from dataclasses import dataclass, field, replace
+from functools import cache
 from typing import Any
 
 import comfy.k_diffusion.sampling as k_sampling
@@ -82,8 +83,11 @@ def cond_chunk_starts(options: dict, batch: int, rows: int) -> list[int] | None:
     return [j * rows for j, kind in enumerate(chunks) if kind == 0]
 
 
-def _edited_rows(starts: list[int], rows: int, device: torch.device):
-    """(source_rows, target_rows, target_index) [R] over the conditional chunks, or None if empty."""
+@cache
+def _edited_rows(starts: tuple[int, ...], rows: int, device: torch.device):
+    """(source_rows, target_rows, target_index) [R] over the conditional chunks, or None if empty.
+
+    Cached: building index tensors on a CUDA device from host lists would sync the stream at every layer."""
     pairs = [(start, start + 1 + t, t) for start in starts for t in range(rows - 1)]
     if not pairs:
         return None
@@ -118,7 +122,7 @@ class AttentionPatch:
         if self.kind == "attn2":
             for observer in state.observers:
                 observer.observe_cross(q, k, options, step, starts)
-        rows = _edited_rows(starts, state.prompts.rows, q.device)
+        rows = _edited_rows(tuple(starts), state.prompts.rows, q.device)
         if rows is None or not state.plan.targets:
             return attend(q, k, v)
         heads = options["n_heads"]

@@ -13,6 +13,7 @@ from safetensors import safe_open
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
 
 from demo.detect import detect, match  # noqa: E402
 from demo.scenes import Scene, SceneObject, draw_scene, sample_scenes  # noqa: E402
@@ -45,19 +46,13 @@ def test_checkpoint_fits_and_records_its_training() -> None:
 
 
 def _graph(prompt: str, seed: int, batch: int) -> dict:
-    return {
-        "model": {"class_type": "P2PDemoModelLoader", "inputs": {}},
-        "positive": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["model", 1], "text": prompt}},
-        "negative": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["model", 1], "text": ""}},
-        "latent": {"class_type": "P2PDemoEmptyLatent", "inputs": {"width": 32, "height": 32, "batch_size": batch}},
-        "sample": {"class_type": "KSampler", "inputs": {
-            "model": ["model", 0], "positive": ["positive", 0], "negative": ["negative", 0],
-            "latent_image": ["latent", 0], "seed": seed, "steps": 16, "cfg": 5.0,
-            "sampler_name": "euler", "scheduler": "simple", "denoise": 1.0}},
-        "decode": {"class_type": "VAEDecode", "inputs": {"samples": ["sample", 0], "vae": ["model", 2]}},
-        "save": {"class_type": "SaveImage", "inputs": {"images": ["decode", 0], "filename_prefix": "p2p_demo"}},
-        "capture": {"class_type": "P2PTestCaptureLatent", "inputs": {"samples": ["sample", 0], "name": "demo"}},
-    }
+    """The quality benchmark's text-to-image graph, decoded and saved by the stock nodes."""
+    from quality import Sampling, text_to_image_graph
+
+    graph = text_to_image_graph(prompt, seed, Sampling(steps=16), batch=batch)
+    graph["decode"] = {"class_type": "VAEDecode", "inputs": {"samples": ["sample", 0], "vae": ["model", 2]}}
+    graph["save"] = {"class_type": "SaveImage", "inputs": {"images": ["decode", 0], "filename_prefix": "p2p_demo"}}
+    return graph
 
 
 @pytest.mark.parametrize(
@@ -68,7 +63,7 @@ def _graph(prompt: str, seed: int, batch: int) -> dict:
 def test_stock_sampler_draws_the_prompted_scene(comfy, captured, prompt: str) -> None:
     outputs = comfy.run_graph(_graph(prompt, seed=3, batch=3))
     assert len(outputs["save"]["images"]) == 3  # the stock decoder and saver work on the pixel latents
-    latent = captured["demo"]
+    latent = captured["out"]
     assert latent.shape == (3, 3, 32, 32)
     images = ((latent + 1) / 2).clamp(0, 1)
     scene = _parse(prompt)

@@ -167,20 +167,6 @@ def test_workflow_runs_from_a_drop(comfy_server, browser: Chromium, photo: str, 
     screenshot(browser, path.stem)
 
 
-SD15_WORKFLOWS = [p for p in WORKFLOWS if family_of(p) == "sd15" and "CheckpointLoaderSimple" in p.read_text()]
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("path", SD15_WORKFLOWS, ids=[p.stem for p in SD15_WORKFLOWS])
-def test_workflow_runs_on_a_real_shape_checkpoint(comfy_server, browser: Chromium, photo: str, path: Path) -> None:
-    """The stock Load Checkpoint of the workflow on a checkpoint with the real SD1.5 shapes (random weights)."""
-    import checkpoints
-
-    entry = run_dropped(comfy_server, browser, path, checkpoints.checkpoint("sd15"), photo)
-    images = comfy_server.images(entry)
-    assert len(images) >= 2 and all(image.size == (64, 64) for image in images)
-
-
 TYPE_JS = """
 (name) => {
   // Focus a multiline prompt of the PromptPair node and select its text, as a click and Ctrl+A would.
@@ -337,3 +323,19 @@ def test_templates_menu_shows_the_workflows(browser: Chromium) -> None:
     time.sleep(1)
     browser.screenshot(SHOTS / "templates_menu.png")
     browser.send("Input.dispatchKeyEvent", type="keyDown", key="Escape", code="Escape", windowsVirtualKeyCode=27)
+
+
+# Last in the module: the real-shape checkpoint loads 4 GB into the server, and the
+# frontend tests above must not run behind it.
+SD15_WORKFLOWS = [p for p in WORKFLOWS if family_of(p) == "sd15" and "CheckpointLoaderSimple" in p.read_text()]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", SD15_WORKFLOWS, ids=[p.stem for p in SD15_WORKFLOWS])
+def test_workflow_runs_on_a_real_shape_checkpoint(comfy_server, browser: Chromium, photo: str, path: Path) -> None:
+    """The stock Load Checkpoint of the workflow on a checkpoint with the real SD1.5 shapes (random weights)."""
+    import checkpoints
+
+    entry = run_dropped(comfy_server, browser, path, checkpoints.checkpoint("sd15"), photo)
+    images = comfy_server.images(entry)
+    assert len(images) >= 2 and all(image.size == (64, 64) for image in images)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
+import torch
+from PIL import Image
+
 
 def edit_graph(
     family: str = "sd15",
@@ -58,3 +62,31 @@ def edit_graph(
     }
     graph["capture"] = {"class_type": "P2PTestCaptureLatent", "inputs": {"samples": ["sample", 0], "name": capture}}
     return graph
+
+
+def add_mask_extract(graph: dict, model: list, words: str, threshold: float, **inputs) -> dict:
+    """AttentionMaskExtract of the sampled latent, its MASK previewed as an image (`mask_preview`)."""
+    graph["extract"] = {
+        "class_type": "AttentionMaskExtract",
+        "inputs": {
+            "model": model,
+            "samples": ["sample", 0],
+            "prompts": ["pair", 1],
+            "words": words,
+            "threshold": threshold,
+            **inputs,
+        },
+    }
+    graph["mask_image"] = {"class_type": "MaskToImage", "inputs": {"mask": ["extract", 0]}}
+    graph["mask_preview"] = {"class_type": "PreviewImage", "inputs": {"images": ["mask_image", 0]}}
+    return graph
+
+
+def read_pngs(entries: list[dict]) -> torch.Tensor:
+    """The images PreviewImage wrote, [N, H, W, 3] uint8."""
+    import folder_paths
+
+    folder = folder_paths.get_temp_directory()
+    return torch.stack(
+        [torch.from_numpy(np.array(Image.open(f"{folder}/{e['subfolder']}/{e['filename']}"))) for e in entries]
+    )

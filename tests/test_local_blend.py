@@ -5,12 +5,10 @@ with the blend's words gives the source row the source words' mask and the targe
 words' mask, whose union is the blend's mask (the same maps, the same threshold).
 """
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
-from graphs import edit_graph
+from graphs import add_mask_extract, edit_graph, read_pngs
 
 SOURCE = "a red cat riding a bicycle"
 TARGET = "a red cat riding a car"
@@ -54,29 +52,12 @@ def blend_graph(
         sampler=sampler,
     )
     model = [f"chain{len(chain) - 1}", 0]
-    graph["extract"] = {
-        "class_type": "AttentionMaskExtract",
-        "inputs": {
-            "model": model,
-            "samples": ["sample", 0],
-            "prompts": ["pair", 1],
-            "words": f"{blend_inputs['source_words']}, {blend_inputs['target_words']}",
-            "threshold": blend_inputs["threshold"],
-            "upscale": 1,
-        },
-    }
-    graph["mask_image"] = {"class_type": "MaskToImage", "inputs": {"mask": ["extract", 0]}}
-    graph["mask_preview"] = {"class_type": "PreviewImage", "inputs": {"images": ["mask_image", 0]}}
-    return graph
-
-
-def read_pngs(entries: list[dict]) -> torch.Tensor:
-    """The images PreviewImage wrote, [N, H, W, 3] in 0..255."""
-    import folder_paths
-
-    folder = folder_paths.get_temp_directory()
-    return torch.stack(
-        [torch.from_numpy(np.array(Image.open(f"{folder}/{e['subfolder']}/{e['filename']}"))) for e in entries]
+    return add_mask_extract(
+        graph,
+        model,
+        f"{blend_inputs['source_words']}, {blend_inputs['target_words']}",
+        blend_inputs["threshold"],
+        upscale=1,
     )
 
 

@@ -1,26 +1,14 @@
 """AttentionMapRecorder and AttentionMaskExtract in the real host: masks, heat maps, the maps themselves."""
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
-from graphs import edit_graph
+from graphs import add_mask_extract, edit_graph, read_pngs
 
 SOURCE = "a red cat riding a bicycle"
 TARGET = "a red cat riding a car"
 LONG = TARGET + ", " + ", ".join(["in a sunny green park with tall old trees"] * 9)
 """A target over 77 tokens: two chunks, so the source's keys are repeated in the batch."""
-
-
-def read_pngs(entries: list[dict]) -> torch.Tensor:
-    """The images PreviewImage wrote, [N, H, W, 3] uint8."""
-    import folder_paths
-
-    folder = folder_paths.get_temp_directory()
-    return torch.stack(
-        [torch.from_numpy(np.array(Image.open(f"{folder}/{e['subfolder']}/{e['filename']}"))) for e in entries]
-    )
 
 
 def mask_graph(
@@ -37,21 +25,10 @@ def mask_graph(
     chain = [("AttentionMapRecorder", {})] if record else []
     graph = edit_graph(family=family, source=SOURCE, target=TARGET, edit=edit, chain=chain, width=width, height=height)
     model = ["chain0", 0] if record else (["edit", 0] if edit else ["model", 0])
-    graph["extract"] = {
-        "class_type": "AttentionMaskExtract",
-        "inputs": {
-            "model": model,
-            "samples": ["sample", 0],
-            "prompts": ["pair", 1],
-            "words": words,
-            "threshold": threshold,
-        },
-    }
+    add_mask_extract(graph, model, words, threshold)
     if decode:
         graph["decode"] = {"class_type": "VAEDecode", "inputs": {"samples": ["sample", 0], "vae": ["model", 2]}}
         graph["extract"]["inputs"]["images"] = ["decode", 0]
-    graph["mask_image"] = {"class_type": "MaskToImage", "inputs": {"mask": ["extract", 0]}}
-    graph["mask_preview"] = {"class_type": "PreviewImage", "inputs": {"images": ["mask_image", 0]}}
     graph["heat_preview"] = {"class_type": "PreviewImage", "inputs": {"images": ["extract", 1]}}
     return graph
 

@@ -2,7 +2,8 @@
 CPU and write what they make to out/: one PNG per workflow, source and edits side by side.
 
 Workflows made for a checkpoint this machine does not have (SD1.5, SDXL) are skipped with a note;
-the others run on the pack's built-in demo model.
+the others run on the pack's built-in demo model. The pictures the demo workflows load (demo/images/)
+are copied into ComfyUI's input folder first, where Load Image finds them.
 
     .venv/bin/python scripts/run_workflows.py [NAME ...]
 """
@@ -10,6 +11,7 @@ the others run on the pack's built-in demo model.
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -101,6 +103,10 @@ def side_by_side(outputs: dict, target: Path) -> Path | None:
 
 def main(names: list[str]) -> int:
     comfy_harness.boot()
+    import folder_paths
+
+    for picture in (REPO / "demo" / "images").glob("*.png"):
+        shutil.copy(picture, folder_paths.get_input_directory())
     out = REPO / "out"
     out.mkdir(exist_ok=True)
     failed = 0

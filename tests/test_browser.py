@@ -122,6 +122,20 @@ def photo(comfy_server) -> str:
     return response.json()["name"]
 
 
+@pytest.fixture(scope="module")
+def demo_pictures(comfy_server) -> list[str]:
+    """The pictures the demo workflows load (demo/images/), uploaded under their own names as a user does
+    by dropping the file on Load Image."""
+    names = []
+    for picture in sorted((comfy_harness.REPO / "demo" / "images").glob("*.png")):
+        files = {"image": (picture.name, picture.read_bytes())}
+        response = comfy_server.post("/upload/image", files=files, data={"overwrite": "true"})
+        response.raise_for_status()
+        names.append(response.json()["name"])
+    assert names, "no demo pictures in demo/images"
+    return names
+
+
 def queue_from_frontend(browser: Chromium) -> str:
     """Queue the loaded graph as the Run button does; the prompt id, or the frontend's error."""
     count = browser.evaluate("window.__p2pQueued.length")
@@ -155,7 +169,9 @@ def run_dropped(comfy_server, browser: Chromium, path: Path, ckpt: str | None, p
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=[p.stem for p in WORKFLOWS])
-def test_workflow_runs_from_a_drop(comfy_server, browser: Chromium, photo: str, path: Path) -> None:
+def test_workflow_runs_from_a_drop(
+    comfy_server, browser: Chromium, photo: str, demo_pictures: list[str], path: Path
+) -> None:
     entry = run_dropped(comfy_server, browser, path, None, photo)
     images = comfy_server.images(entry)
     assert images, f"{path.name} saved no image"

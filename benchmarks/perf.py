@@ -13,6 +13,9 @@
    high-water mark (VmHWM, reset through /proc/self/clear_refs when sampling starts) over the
    resident set at that moment: the sampler's working memory. The model's own weights (3.4 GB) are
    left out of that figure; they are the same in both.
+   Real images: DDIMInvert alone against one stock sampling pass of the same steps and cfg from a batch-1
+   latent, and the pinned edit's sampler run against the same edit's run without pinning (both from
+   DDIMInvert's latent, through KSamplerAdvanced without added noise).
 2. Attention calls at the layer shapes of SD1.5 at 512 px and SDXL at 1024 px (cfg: rows uncond
    source, uncond target, cond source, cond target): the pack's fused edit on the host's kernel
    against the explicit-softmax reference (p2p_core.attention.reference_*), and the unedited
@@ -369,10 +372,13 @@ REFINE_TARGET = "a fluffy cat riding a red bicycle"
 class Config:
     name: str
     edit: str
-    """plain, replace, refine, reweight, blend or inversion."""
+    """plain, plain-advanced, replace, refine, reweight, blend, invert-only, inversion or inversion-unpinned."""
     targets: int = 1
     needs: str = ""
     """A node this configuration needs ('' for none)."""
+    cfg: float = 7.5
+    single: bool = False
+    """A batch-1 latent for a plain configuration (the baseline of DDIMInvert alone)."""
 
 
 CONFIGS = [
@@ -383,6 +389,9 @@ CONFIGS = [
     Config("replace + local blend", "blend", needs="LocalBlend"),
     Config("plain (KSamplerAdvanced)", "plain-advanced", needs="DDIMInvert"),
     Config("inversion + pinned replace", "inversion", needs="DDIMInvert"),
+    Config("inversion + unpinned replace", "inversion-unpinned", needs="DDIMInvert"),
+    Config("plain x1, cfg 1", "plain", cfg=1.0, single=True),
+    Config("DDIMInvert alone, cfg 1", "invert-only", needs="DDIMInvert", cfg=1.0),
     Config("plain x2", "plain", 2),
     Config("replace x2", "replace", 2),
     Config("plain x4", "plain", 4),
@@ -395,13 +404,18 @@ BASELINE = {
     "reweight": "plain",
     "blend": "plain",
     "inversion": "plain (KSamplerAdvanced)",
+    "inversion-unpinned": "plain (KSamplerAdvanced)",
+    "invert-only": "plain x1, cfg 1",
 }
+PINNED_VS_UNPINNED = ("inversion + pinned replace", "inversion + unpinned replace")
+"""The pinned edit against the same edit without pinning: their last sampler runs (the edit's own)."""
 
 
 def pipeline_graph(config: Config, ckpt: str, size: int, steps: int, seed: int) -> dict:
-    """Stock loader -> PromptPair -> [edit nodes] -> KSampler -> latent capture."""
+    """Stock loader -> PromptPair -> [DDIMInvert] -> [edit nodes] -> KSampler -> latent capture (or DDIMInvert ->
+    latent capture alone). Inversion runs at cfg 1 (DDIMInvert's default) unless the configuration says otherwise."""
     targets = REFINE_TARGET if config.edit == "refine" else "\n".join(TARGETS[: config.targets])
-    rows = 1 + config.targets
+    rows = 1 if config.single else 1 + config.targets
     plain = config.edit.startswith("plain")
     graph = {
         "load": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": ckpt}},
@@ -415,7 +429,7 @@ def pipeline_graph(config: Config, ckpt: str, size: int, steps: int, seed: int) 
     model = ["load", 0]
     windows = {"cross_replace": 0.8, "self_replace": 0.4}
     common = {"prompts": ["pair", 1]}
-    if config.edit == "inversion":
+    if config.edit in ("inversion", "inversion-unpinned", "invert-only"):
         graph["invert"] = {
             "class_type": "DDIMInvert",
             "inputs": {
@@ -426,7 +440,12 @@ def pipeline_graph(config: Config, ckpt: str, size: int, steps: int, seed: int) 
                 "scheduler": "normal",
             },
         }
-    if config.edit in ("replace", "reweight", "blend", "inversion"):
+        if config.edit == "invert-only" and config.cfg != 1.0:
+            graph["invert"]["inputs"].update(cfg=config.cfg, negative=["negative", 0])
+    if config.edit == "invert-only":
+        graph["capture"] = {"class_type": "P2PTestCaptureLatent", "inputs": {"samples": ["invert", 0], "name": "out"}}
+        return graph
+    if config.edit in ("replace", "reweight", "blend", "inversion", "inversion-unpinned"):
         inputs = {"model": model, **common, **windows}
         if config.edit == "inversion":
             inputs["inversion"] = ["invert", 1]
@@ -452,12 +471,12 @@ def pipeline_graph(config: Config, ckpt: str, size: int, steps: int, seed: int) 
         "positive": ["pair", 0],
         "negative": ["negative", 0],
         "steps": steps,
-        "cfg": 7.5,
+        "cfg": config.cfg,
         "sampler_name": "euler",
         "scheduler": "normal",
     }
-    if config.edit in ("inversion", "plain-advanced"):
-        latent = ["invert", 0] if config.edit == "inversion" else ["latent", 0]
+    if config.edit in ("inversion", "inversion-unpinned", "plain-advanced"):
+        latent = ["latent", 0] if config.edit == "plain-advanced" else ["invert", 0]
         graph["sample"] = {
             "class_type": "KSamplerAdvanced",
             "inputs": {
@@ -492,6 +511,12 @@ class Pipeline:
         import comfy.samplers
         import execution
 
+        # DDIMInvert's inputs are the same in every graph (it takes no seed): without this, the executor would
+        # reuse its output from the graph before (two inversion configurations in a row) instead of running it.
+        invert = execution.nodes.NODE_CLASS_MAPPINGS.get("DDIMInvert")
+        if invert is not None:
+            invert.fingerprint_inputs = classmethod(lambda cls, **inputs: float("nan"))
+
         self.ckpt = checkpoint("sd15")
         self.executor = execution.PromptExecutor(comfy_harness._Server(), cache_args={"lru": 0, "ram": 0})
         self.runs: list[tuple[float, float, int]] = []
@@ -509,8 +534,8 @@ class Pipeline:
 
         comfy.samplers.CFGGuider.sample = measured
 
-    def run(self, graph: dict) -> tuple[list[list[float]], int]:
-        """([wall, process CPU] seconds of each sampler run of the graph, the largest peak in bytes)."""
+    def run(self, graph: dict) -> list[list[float]]:
+        """[wall s, process CPU s, peak bytes] of each sampler run of the graph, in order."""
         import asyncio
         import uuid
 
@@ -524,11 +549,12 @@ class Pipeline:
         self.executor.execute(graph, prompt_id, {}, outputs)
         if not self.executor.success:
             raise RuntimeError(f"the graph failed: {self.executor.status_messages[-1]}")
-        return [[wall, cpu] for wall, cpu, _ in self.runs], max(p for *_, p in self.runs)
+        return [list(run) for run in self.runs]
 
 
 def pipeline_rows(opts: argparse.Namespace, configs: list[Config]) -> dict[str, dict]:
-    """{config name: {"seconds": median total, "last": median of its last sampler run, "peak": bytes}}.
+    """{config name: {"seconds", "cpu": median totals; "last", "last_cpu": medians of its last sampler run;
+    "peak": the largest peak of its sampler runs, "last_peak": its last run's, bytes}}.
 
     The timing process runs while the memory processes run one after the other: both sides of every
     ratio share the machine alike (the timing alternates the configurations)."""
@@ -543,10 +569,12 @@ def pipeline_rows(opts: argparse.Namespace, configs: list[Config]) -> dict[str, 
         times = timing.result()
     return {
         c.name: {
-            "seconds": statistics.median(sum(wall for wall, _ in runs) for runs in times[c.name]),
-            "cpu": statistics.median(sum(cpu for _, cpu in runs) for runs in times[c.name]),
+            "seconds": statistics.median(sum(run[0] for run in runs) for runs in times[c.name]),
+            "cpu": statistics.median(sum(run[1] for run in runs) for runs in times[c.name]),
             "last": statistics.median(runs[-1][0] for runs in times[c.name]),
-            "peak": memory[c.name],
+            "last_cpu": statistics.median(runs[-1][1] for runs in times[c.name]),
+            "peak": max(run[2] for run in memory[c.name]),
+            "last_peak": memory[c.name][-1][2],
         }
         for c in configs
     }
@@ -557,15 +585,15 @@ def pipeline_worker(opts: argparse.Namespace, names: list[str], memory: bool) ->
     pipeline = Pipeline(torch.device("cpu"), memory)
     if memory:
         (config,) = configs
-        return {config.name: pipeline.run(pipeline_graph(config, pipeline.ckpt, opts.size, opts.steps, 1))[1]}
+        return {config.name: pipeline.run(pipeline_graph(config, pipeline.ckpt, opts.size, opts.steps, 1))}
     times: dict[str, list[list[list[float]]]] = {c.name: [] for c in configs}
     for config in configs[:2]:  # warm-up
         pipeline.run(pipeline_graph(config, pipeline.ckpt, opts.size, opts.steps, 0))
     for round_ in range(opts.repeats):
         order = configs if round_ % 2 else configs[::-1]
         for i, config in enumerate(order):
-            seconds, _ = pipeline.run(pipeline_graph(config, pipeline.ckpt, opts.size, opts.steps, 100 * round_ + i))
-            times[config.name].append(seconds)
+            runs = pipeline.run(pipeline_graph(config, pipeline.ckpt, opts.size, opts.steps, 100 * round_ + i))
+            times[config.name].append(runs)
         print(f"  timing round {round_ + 1} of {opts.repeats} done", file=sys.stderr, flush=True)
     return times
 
@@ -590,50 +618,60 @@ def pipeline_table(results: dict[str, dict], configs: list[Config], missing: lis
         "target (wall and memory)",
     ]
     body = []
-    for c in configs:
-        r = results[c.name]
-        if c.edit.startswith("plain"):
-            base_name = "-"
-            b = r
+
+    def row(
+        name: str,
+        base_name: str,
+        r: dict,
+        b: dict,
+        bound: float | None,
+        note: str = "-",
+        keys: tuple[str, str, str] = ("seconds", "cpu", "peak"),
+    ) -> None:
+        """One line: `r` against `b` on the keys (wall, CPU, peak) of each; with no bound, `note` as the target."""
+        wall, cpu, peak = keys
+        if bound is None:
+            verdict = note
         else:
-            base_name = BASELINE[c.edit] if c.targets == 1 else f"plain x{c.targets}"
-            b = results[base_name]
-        bound = {"blend": 1.15, "inversion": None}.get(c.edit, 1.10)
-        if c.edit.startswith("plain"):
-            verdict = "-"
-        elif bound is None:
-            verdict = "none (DDIMInvert is an extra pass)"
-        else:
-            ok = r["seconds"] / b["seconds"] <= bound and r["peak"] / b["peak"] <= bound
+            ok = r[wall] / b[wall] <= bound and r[peak] / b[peak] <= bound
             verdict = f"<= {bound:.2f}x: {'met' if ok else 'NOT met'}"
         body.append(
             [
-                c.name,
+                name,
                 base_name,
-                f"{r['seconds']:.2f}",
-                f"{b['seconds']:.2f}",
-                ratio(r["seconds"], b["seconds"]),
-                ratio(r["cpu"], b["cpu"]),
-                f"{r['peak'] / MB:.0f}",
-                f"{b['peak'] / MB:.0f}",
-                ratio(r["peak"], b["peak"]),
+                f"{r[wall]:.2f}",
+                f"{b[wall]:.2f}",
+                ratio(r[wall], b[wall]),
+                ratio(r[cpu], b[cpu]),
+                f"{r[peak] / MB:.0f}",
+                f"{b[peak] / MB:.0f}",
+                ratio(r[peak], b[peak]),
                 verdict,
             ]
         )
+
+    for c in configs:
+        r = results[c.name]
+        if c.edit.startswith("plain"):
+            row(c.name, "-", r, r, None)
+            continue
+        base_name = BASELINE[c.edit] if c.targets == 1 else f"plain x{c.targets}"
+        b = results[base_name]
+        inverts = c.edit in ("inversion", "inversion-unpinned")
+        bound = None if inverts else {"blend": 1.15}.get(c.edit, 1.10)
+        row(c.name, base_name, r, b, bound, "none (DDIMInvert is an extra pass)")
         if c.edit == "inversion":
-            body.append(
-                [
-                    f"{c.name}: the edit's sampler run alone",
-                    base_name,
-                    f"{r['last']:.2f}",
-                    f"{b['seconds']:.2f}",
-                    ratio(r["last"], b["seconds"]),
-                    "",
-                    "",
-                    "",
-                    "",
-                    "",
-                ]
+            last = {"seconds": r["last"], "cpu": r["last_cpu"], "peak": r["last_peak"]}
+            row(f"{c.name}: the edit's sampler run alone", base_name, last, b, None)
+        pinned, unpinned = PINNED_VS_UNPINNED
+        if c.name == unpinned and pinned in results:
+            row(
+                "pinned replace: the edit's sampler run",
+                "the same replace unpinned (its sampler run)",
+                results[pinned],
+                r,
+                1.10,
+                keys=("last", "last_cpu", "last_peak"),
             )
     body += [[c.name, "not available"] + [""] * 8 for c in missing]
     return table(header, body)

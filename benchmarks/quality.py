@@ -16,10 +16,12 @@ scored by `demo.detect` (colour, shape, texture, background, object masks).
    of a shape (AttentionReplace), refine adding a texture word (AttentionRefine), the colour swap
    with LocalBlend, and a real image (a procedurally drawn picture: DDIMInvert, then the colour
    swap; the baseline samples the target prompt from the same inverted noise). Columns: edit success
-   (every object of the target prompt detected right), object IoU (each source object against the
-   best-overlapping target object, mean) and centroid shift (pixels) against the source image,
-   background PSNR (outside both images' objects), and for the real image the reconstruction PSNR
-   of the source branch.
+   (every object of the target prompt detected right); object IoU: each source object's mask against
+   the best-overlapping target object, mean over the source objects, where the object whose shape the
+   edit swaps is taken in its new shape (that shape with the object's area and centroid: its own
+   outline cannot be kept); mask IoU: the same against the source's own masks throughout; centroid
+   shift (pixels) of the matched objects; background PSNR (outside both images' objects); and for
+   the real image the reconstruction PSNR of the source branch.
 3. Re-weight fader (Reweight 'red=c' on the first object's colour word; baseline: ComfyUI's own
    prompt weight '(red:c)'): the pixels of that colour against the source image, per c. (A texture
    word barely fades on this model: the causal text encoder carries it into the later tokens.)
@@ -30,8 +32,9 @@ from __future__ import annotations
 import argparse
 import copy
 import math
+import multiprocessing
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +45,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
 import comfy_harness  # noqa: E402
-from demo.detect import SceneDetection, detect, match  # noqa: E402
+from demo.detect import SceneDetection, detect, fit_shape, match  # noqa: E402
 from demo.scenes import COLOUR_NAMES, SHAPES, Scene, sample_scenes  # noqa: E402
 
 
@@ -147,17 +150,33 @@ def real_image_graph(image_name: str, source: str, target: str, s: Sampling, p2p
     return graph
 
 
-def layout(source: SceneDetection, target: SceneDetection) -> tuple[float, float]:
-    """Mean over the source objects of the best mask IoU with a target object, and the mean centroid shift
-    (pixels) of the matched pairs (NaN when none matched)."""
-    ious, shifts = [], []
+def layout(source: SceneDetection, target: SceneDetection, reshaped: dict[str, str] | None = None
+           ) -> tuple[float, float, float]:
+    """How well the target image keeps the source's layout: the mean over the source objects of the best mask
+    IoU with a target object (object IoU), the same against the source's own masks (mask IoU), and the mean
+    centroid shift (pixels) of the matched pairs (NaN when none matched).
+
+    `reshaped` maps the colour of each source object whose shape the edit changes to its new shape. Such an
+    object cannot keep its own outline, so its object IoU is taken against its footprint in the new shape
+    (`demo.detect.fit_shape`: the new shape with the object's area and centroid); its mask IoU against its
+    own mask is bounded by the two outlines (about 0.75 for two shapes of this set in the same place).
+    """
+    reshaped = reshaped or {}
+    ious, mask_ious, shifts = [], [], []
     for obj in source.objects:
-        scored = [((obj.mask & t.mask).sum() / max(1, (obj.mask | t.mask).sum()), t) for t in target.objects]
-        iou, best = max(scored, key=lambda x: x[0], default=(0.0, None))
-        ious.append(float(iou))
+        footprint = fit_shape(obj.mask, reshaped[obj.colour]) if obj.colour in reshaped else obj.mask
+        iou, best = max(((_iou(footprint, t.mask), t) for t in target.objects), key=lambda x: x[0],
+                        default=(0.0, None))
+        ious.append(iou)
+        mask_ious.append(max((_iou(obj.mask, t.mask) for t in target.objects), default=0.0))
         if best is not None and iou > 0:
             shifts.append(math.dist(obj.centroid, best.centroid))
-    return (float(np.mean(ious)) if ious else 0.0), (float(np.mean(shifts)) if shifts else float("nan"))
+    mean = lambda v: float(np.mean(v)) if v else 0.0  # noqa: E731
+    return mean(ious), mean(mask_ious), (float(np.mean(shifts)) if shifts else float("nan"))
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a & b).sum() / max(1, (a | b).sum()))
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor, where: np.ndarray | None = None) -> float:
@@ -186,23 +205,27 @@ class EditRow:
 
     success: list[float] = field(default_factory=list)
     iou: list[float] = field(default_factory=list)
+    mask_iou: list[float] = field(default_factory=list)
     shift: list[float] = field(default_factory=list)
     background: list[float] = field(default_factory=list)
     reconstruction: list[float] = field(default_factory=list)
 
-    def add(self, target_scene: Scene, src_img: torch.Tensor, tgt_img: torch.Tensor) -> None:
+    def add(self, source_scene: Scene, target_scene: Scene, src_img: torch.Tensor, tgt_img: torch.Tensor) -> None:
         src, tgt = detect(src_img), detect(tgt_img)
         self.success.append(match(target_scene, tgt)["all"])
-        iou, shift = layout(src, tgt)
+        reshaped = {a.colour: b.shape for a, b in zip(source_scene.objects, target_scene.objects, strict=True)
+                    if a.shape != b.shape}
+        iou, mask_iou, shift = layout(src, tgt, reshaped)
         self.iou.append(iou)
+        self.mask_iou.append(mask_iou)
         self.shift.append(shift)
         self.background.append(background_psnr(src_img, tgt_img, src, tgt))
 
     def cells(self) -> list[str]:
         mean = lambda v: float(np.nanmean(v)) if len(v) and not np.all(np.isnan(v)) else float("nan")  # noqa: E731
         recon = f"{mean(self.reconstruction):.1f}" if self.reconstruction else ""
-        return [f"{mean(self.success):.0%}", f"{mean(self.iou):.2f}", f"{mean(self.shift):.2f}",
-                f"{mean(self.background):.1f}", recon]
+        return [f"{mean(self.success):.0%}", f"{mean(self.iou):.2f}", f"{mean(self.mask_iou):.2f}",
+                f"{mean(self.shift):.2f}", f"{mean(self.background):.1f}", recon]
 
 
 def _other(options: tuple[str, ...], avoid: set[str], gen: torch.Generator) -> str:
@@ -243,8 +266,10 @@ def add_texture(scene: Scene) -> tuple[Scene, Scene]:
 REPLACE = {"cross_replace": 0.8, "self_replace": 0.4}
 
 
-def edit_benchmark(seeds: int, s: Sampling, real_images: bool = True) -> dict[str, dict[str, EditRow]]:
-    """Rows by edit, then by method ('P2P', 'baseline')."""
+def edit_benchmark(seeds: int, s: Sampling, real_images: bool = True,
+                   share: tuple[int, int] = (0, 1)) -> dict[str, dict[str, EditRow]]:
+    """Rows by edit, then by method ('P2P', 'baseline'). `share` (k, n): only the seeds i with i % n == k
+    (one worker's share: the scenes and edits stay those of the whole run)."""
     rows: dict[str, dict[str, EditRow]] = {}
 
     def row(edit: str, method: str) -> EditRow:
@@ -253,23 +278,48 @@ def edit_benchmark(seeds: int, s: Sampling, real_images: bool = True) -> dict[st
     gen = torch.Generator().manual_seed(2)
     for i, scene in enumerate(edit_scenes(seeds)):
         recoloured, words = colour_swap(scene, gen)
+        reshaped = shape_swap(scene, gen)
+        if i % share[1] != share[0]:
+            continue
         cases = [("word swap: colour", scene, recoloured, [("AttentionReplace", REPLACE)]),
-                 ("word swap: shape", scene, shape_swap(scene, gen), [("AttentionReplace", REPLACE)]),
+                 ("word swap: shape", scene, reshaped, [("AttentionReplace", REPLACE)]),
                  ("refine: add 'striped'", *add_texture(scene), [("AttentionRefine", REPLACE)]),
                  ("word swap: colour + local blend", scene, recoloured,
                   [("AttentionReplace", REPLACE), ("LocalBlend", {**words, "threshold": 0.3})])]
         baselines: dict[str, torch.Tensor] = {}
         for name, source, target, chain in cases:
             out = run_images(p2p_graph(source.caption(), target.caption(), i, s, chain))
-            row(name, "P2P").add(target, out[0], out[1])
+            row(name, "P2P").add(source, target, out[0], out[1])
             caption = target.caption()
             if caption not in baselines:
                 baselines[caption] = run_images(text_to_image_graph(caption, i, s))[0]
-            row(name, "baseline").add(target, out[0], baselines[caption])
+            row(name, "baseline").add(source, target, out[0], baselines[caption])
         if real_images:
             real_image(i, scene, recoloured, s, row)
         if (i + 1) % 10 == 0:
-            print(f"edits: {i + 1}/{seeds} seeds", file=sys.stderr, flush=True)
+            print(f"edits: seed {i + 1}/{seeds}", file=sys.stderr, flush=True)
+    return rows
+
+
+def _edit_worker(args: tuple[int, Sampling, bool, tuple[int, int]]) -> dict[str, dict[str, EditRow]]:
+    comfy_harness.boot()
+    return edit_benchmark(*args)
+
+
+def edits_in_parallel(seeds: int, s: Sampling, real_images: bool, workers: int) -> dict[str, dict[str, EditRow]]:
+    """`edit_benchmark` with the seeds shared among `workers` processes (each its own ComfyUI); the same
+    per-seed results as one process."""
+    if workers <= 1:
+        return edit_benchmark(seeds, s, real_images)
+    with multiprocessing.get_context("spawn").Pool(workers) as pool:
+        parts = pool.map(_edit_worker, [(seeds, s, real_images, (k, workers)) for k in range(workers)])
+    rows: dict[str, dict[str, EditRow]] = {}
+    for part in parts:
+        for edit, by in part.items():
+            for method, r in by.items():
+                merged = rows.setdefault(edit, {}).setdefault(method, EditRow())
+                for f in fields(EditRow):
+                    getattr(merged, f.name).extend(getattr(r, f.name))
     return rows
 
 
@@ -298,7 +348,7 @@ def real_image(i: int, scene: Scene, target: Scene, s: Sampling, row) -> None:
         out = run_images(real_image_graph(name, scene.caption(), target.caption(), s, p2p, REPLACE))
         edited = out[1] if p2p else out[0]
         r = row("real image: colour swap", method)
-        r.add(target, picture, edited)
+        r.add(scene, target, picture, edited)
         if p2p:
             r.reconstruction.append(psnr(out[0], picture))
 
@@ -347,6 +397,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--cfg", type=float, default=5.0)
     parser.add_argument("--no-real-images", action="store_true", help="leave out the inversion rows")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="processes sharing the edits' seeds (same results; for machines with spare cores)")
     opts = parser.parse_args()
     s = Sampling(steps=opts.steps, cfg=opts.cfg)
     comfy_harness.boot()
@@ -358,9 +410,9 @@ def main() -> None:
                  "all": "every object right", "background": "background"}
         print(table(["prompted attribute present", "fraction"], [[names[k], f"{v:.1%}"] for k, v in acc.items()]))
     if opts.part in ("edits", "all"):
-        rows = edit_benchmark(opts.seeds, s, real_images=not opts.no_real_images)
+        rows = edits_in_parallel(opts.seeds, s, not opts.no_real_images, opts.workers)
         print(f"\n## Edits ({settings}; cross_replace 0.8, self_replace 0.4)\n")
-        header = ["edit", "method", "edit success", "object IoU", "centroid shift px", "background PSNR dB",
+        header = ["edit", "method", "edit success", "object IoU", "mask IoU", "centroid shift px", "background PSNR dB",
                   "reconstruction PSNR dB"]
         print(table(header, [[edit, method, *r.cells()] for edit, by in rows.items() for method, r in by.items()]))
     if opts.part in ("fader", "all"):

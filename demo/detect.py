@@ -80,17 +80,25 @@ def _template(shape: int, cx: float, cy: float, r: float, size: tuple[int, int])
     return (cover >= 0.5).numpy()
 
 
+def fit_shape(mask: np.ndarray, shape: str) -> np.ndarray:
+    """`shape` drawn with the area and centroid of an object mask `[H, W]` bool: where that shape would sit
+    in the object's place (the reference of a shape swap's layout, and the detector's shape templates)."""
+    ys, xs = np.nonzero(mask)
+    cx, cy = xs.mean() + 0.5, ys.mean() + 0.5
+    index = SHAPES.index(shape)
+    r = float(np.sqrt(mask.sum() / _AREA[shape]))
+    t = _template(index, cx, cy, r, mask.shape)
+    if t.any():  # move the template so that its centroid lands on the mask's
+        ty, tx = np.nonzero(t)
+        t = _template(index, 2 * cx - tx.mean() - 0.5, 2 * cy - ty.mean() - 0.5, r, mask.shape)
+    return t
+
+
 def _shape(mask: np.ndarray) -> str:
     """The shape whose drawn template of the same area and centroid overlaps the mask best (IoU)."""
-    ys, xs = np.nonzero(mask)
-    cx, cy, area = xs.mean() + 0.5, ys.mean() + 0.5, float(mask.sum())
     best, best_iou = SHAPES[0], -1.0
-    for i, name in enumerate(SHAPES):
-        r = float(np.sqrt(area / _AREA[name]))
-        t = _template(i, cx, cy, r, mask.shape)
-        if t.any():  # move the template so that its centroid lands on the mask's
-            ty, tx = np.nonzero(t)
-            t = _template(i, 2 * cx - tx.mean() - 0.5, 2 * cy - ty.mean() - 0.5, r, mask.shape)
+    for name in SHAPES:
+        t = fit_shape(mask, name)
         iou = (t & mask).sum() / max(1, (t | mask).sum())
         if iou > best_iou:
             best, best_iou = name, iou

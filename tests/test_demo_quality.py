@@ -38,6 +38,7 @@ def test_p2p_keeps_the_layout_better_than_the_baseline(edits, edit: str) -> None
     p2p, baseline = edits[edit]["P2P"], edits[edit]["baseline"]
     assert _mean(p2p.iou) >= 0.7
     assert _mean(p2p.iou) > _mean(baseline.iou) + 0.1
+    assert _mean(p2p.mask_iou) > _mean(baseline.mask_iou)  # against the source's own outlines too
     assert _mean(p2p.shift) < _mean(baseline.shift)
     assert _mean(p2p.success) >= 2 / 3
 

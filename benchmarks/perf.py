@@ -598,6 +598,21 @@ def pipeline_worker(opts: argparse.Namespace, names: list[str], memory: bool) ->
     return times
 
 
+def chosen_configs(names: list[str] | None) -> list[Config]:
+    """The configurations named (every one when None), with the baselines they are measured against."""
+    if not names:
+        return CONFIGS
+    by_name = {c.name: c for c in CONFIGS}
+    unknown = [n for n in names if n not in by_name]
+    if unknown:
+        raise SystemExit(f"unknown configuration {unknown}; choose from {list(by_name)}")
+    wanted = set(names)
+    for c in map(by_name.get, names):
+        if not c.edit.startswith("plain"):
+            wanted.add(BASELINE[c.edit] if c.targets == 1 else f"plain x{c.targets}")
+    return [c for c in CONFIGS if c.name in wanted]
+
+
 def available_nodes() -> set[str]:
     """Node ids the pack registers (read from nodes/__init__.py's imports, without importing ComfyUI)."""
     text = (REPO / "nodes" / "__init__.py").read_text()
@@ -703,6 +718,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="pipeline timing rounds (alternated, after a warm-up)")
     parser.add_argument("--call-repeats", type=int, default=3, help="timed calls per attention measurement")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument(
+        "--configs", nargs="+", metavar="NAME", help="only these pipeline configurations (their baselines are added)"
+    )
     parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
     opts = parser.parse_args()
     opts.dtype = opts.dtype or ("fp16" if opts.device == "cuda" else "fp32")
@@ -741,12 +759,13 @@ def main() -> None:
             print("\nThe pipeline part runs on the CPU only (the test harness boots ComfyUI with --cpu).")
         else:
             present = available_nodes()
-            configs = [c for c in CONFIGS if not c.needs or c.needs in present]
-            missing = [c for c in CONFIGS if c.needs and c.needs not in present]
+            chosen = chosen_configs(opts.configs)
+            configs = [c for c in chosen if not c.needs or c.needs in present]
+            missing = [c for c in chosen if c.needs and c.needs not in present]
             print(
                 f"\n## 1 and 3. Edit vs plain sampling: SD1.5 shapes, {opts.size} px, euler, {opts.steps} steps, "
-                f"cfg 7.5; time = median of {opts.repeats} alternated rounds, memory = sampler working set "
-                "(peak RSS over RSS at sampling start)\n"
+                f"cfg 7.5 unless named; time = median of {opts.repeats} alternated rounds, memory = sampler working "
+                "set (peak RSS over RSS at sampling start)\n"
             )
             results = pipeline_rows(opts, configs)
             print(pipeline_table(results, configs, missing))

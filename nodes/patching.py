@@ -16,8 +16,10 @@ import torch
 from comfy.ldm.modules.attention import SpatialTransformer, optimized_attention
 
 from ..p2p_core.attention import (
+    RowLayout,
     fused_cross_attention,
     fused_self_attention,
+    query_chunk,
     reference_cross_attention,
     reference_self_attention,
 )
@@ -84,14 +86,9 @@ def cond_chunk_starts(options: dict, batch: int, rows: int) -> list[int] | None:
 
 
 @cache
-def _edited_rows(starts: tuple[int, ...], rows: int, device: torch.device):
-    """(source_rows, target_rows, target_index) [R] over the conditional chunks, or None if empty.
-
-    Cached: building index tensors on a CUDA device from host lists would sync the stream at every layer."""
-    pairs = [(start, start + 1 + t, t) for start in starts for t in range(rows - 1)]
-    if not pairs:
-        return None
-    return tuple(torch.tensor(x, device=device) for x in zip(*pairs, strict=True))
+def row_layout(batch: int, starts: tuple[int, ...], targets: int) -> RowLayout:
+    """One RowLayout per batch arrangement, built once (every layer of every step asks for it)."""
+    return RowLayout(batch, starts, targets)
 
 
 class AttentionPatch:
@@ -122,24 +119,27 @@ class AttentionPatch:
         if self.kind == "attn2":
             for observer in state.observers:
                 observer.observe_cross(q, k, options, step, starts)
-        rows = _edited_rows(tuple(starts), state.prompts.rows, q.device)
-        if rows is None or not state.plan.targets:
+        if not starts or not state.plan.targets:
             return attend(q, k, v)
+        layout = row_layout(q.shape[0], tuple(starts), state.prompts.rows - 1)
         heads = options["n_heads"]
+        # On the CPU, memory is the cost: query chunks written into the spent queries. Only around
+        # the host's kernel, since another pack's patch may expect every query (a spatial mask).
+        chunk = query_chunk(q) if self.inner is None and q.device.type == "cpu" else None
         if self.kind == "attn2":
             terms = state.cross_terms(step, k.shape[1], v)
             if terms is None:
                 return attend(q, k, v)
             if state.reference:
-                return reference_cross_attention(q, k, v, heads, *rows, terms).to(q.dtype)
-            return fused_cross_attention(q, k, v, attend, *rows, terms)
+                return reference_cross_attention(q, k, v, heads, layout, terms).to(q.dtype)
+            return fused_cross_attention(q, k, v, attend, layout, terms, chunk)
         shape = options.get("original_shape") or options.get("activations_shape")
         factor = math.sqrt(shape[-1] * shape[-2] / q.shape[1]) if shape else 1.0
         if not state.plan.self_active(*step, factor):
             return attend(q, k, v)
         if state.reference:
-            return reference_self_attention(q, k, v, heads, rows[0], rows[1]).to(q.dtype)
-        return fused_self_attention(q, k, v, attend, rows[0], rows[1])
+            return reference_self_attention(q, k, v, heads, layout).to(q.dtype)
+        return fused_self_attention(q, k, v, attend, layout, chunk)
 
 
 def transformer_blocks(model) -> list[tuple[str, int, int]]:

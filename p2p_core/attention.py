@@ -1,15 +1,17 @@
 """Edited attention: the fused form used while sampling, and the explicit reference.
 
 Shapes: q [B, Nq, H*D], k and v [B, Nk, H*D] (projected, heads folded into the last dim, as
-ComfyUI's attention kernels take them). `source_rows` and `target_rows` [R] pair every edited
-target row of the batch with its source row; `target_index` [R] says which target (0..T-1)
-of the plan each row is. `attend(q, k, v) -> [B, Nq, H*D]` is the host's own attention kernel:
-calling it once over the whole batch keeps an unedited row bit-identical to its twin.
+ComfyUI's attention kernels take them). A `RowLayout` says which rows of the batch are edited:
+every conditional chunk is a source row followed by its T target rows. `attend(q, k, v) ->
+[B, Nq, H*D]` is the host's own attention kernel; every row of the output comes from it, so an
+unedited row is bit-identical to its twin in an unpatched run.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 
@@ -18,51 +20,105 @@ from .edits import CrossTerms
 Attend = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
+@dataclass(frozen=True)
+class RowLayout:
+    """The rows of one attention call: `batch` rows; at each of `starts` a source row, then `targets` target rows."""
+
+    batch: int
+    starts: tuple[int, ...]
+    targets: int
+
+    def pairs(self) -> list[tuple[int, int, int]]:
+        """(source row, target row, target index 0..T-1) of every edited row."""
+        return [(start, start + 1 + t, t) for start in self.starts for t in range(self.targets)]
+
+    @cached_property
+    def slices(self) -> list[tuple[slice, slice]]:
+        """(source row, its target rows) of every conditional chunk, as slices of the batch."""
+        return [(slice(start, start + 1), slice(start + 1, start + 1 + self.targets)) for start in self.starts]
+
+    def index(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(source_rows, target_rows, target_index) [R] as index tensors (the reference path)."""
+        columns = zip(*self.pairs(), strict=True)
+        return tuple(torch.tensor(x, device=device, dtype=torch.long).reshape(-1) for x in columns)
+
+
+def _folded(v: torch.Tensor, terms: CrossTerms) -> torch.Tensor:
+    """mapper diag(c) V for the target rows v [T, Nk, H*D] of one chunk."""
+    if terms.fold is None:
+        return v * terms.c[:, :, None]
+    return torch.bmm(terms.fold, v)
+
+
+def query_chunk(q: torch.Tensor, budget: int = 4 << 20) -> int:
+    """Queries per kernel call so that one call's output [B, n, H*D] takes at most `budget` bytes."""
+    return max(1, budget // (q.shape[0] * q.shape[2] * q.element_size()))
+
+
 def fused_cross_attention(
     q: torch.Tensor,
     k: torch.Tensor,
     v: torch.Tensor,
     attend: Attend,
-    source_rows: torch.Tensor,
-    target_rows: torch.Tensor,
-    target_index: torch.Tensor,
+    layout: RowLayout,
     terms: CrossTerms,
+    chunk: int | None = None,
 ) -> torch.Tensor:
     """new_tgt @ V_tgt = SDPA(Q_src, K_src, mapper diag(c) V_tgt) + SDPA(Q_tgt, K_tgt, diag(d) V_tgt).
 
-    No attention map is formed: the edit is folded into the target rows' values. The direct term
-    (refine, re-weight, outside a window) is a second kernel call on the target rows alone, so the
-    whole batch is never copied. Writes into q, k, v (fresh projections owned by the caller's layer).
+    No attention map is formed: the edit is folded into the target rows' values, and the direct
+    term (refine, re-weight, outside a window) is a kernel call on the target rows alone. Writes
+    into q, k, v (fresh projections owned by the caller's layer).
+
+    chunk: None calls the kernel once over every query (fewest calls: where launching small
+    operations is the cost, CUDA). A number calls it on that many queries at a time and writes
+    each chunk's output into its spent query rows, so the output of the whole call is never
+    allocated (where memory is the cost, CPU). Every query attends the same keys either way.
     """
-    v_target = v[target_rows]
-    direct = None
-    if terms.needs_direct:
-        direct = attend(q[target_rows], k[target_rows], v_target * terms.d[target_index, :, None])
-    if terms.needs_fold:
-        folded = v_target * terms.c[target_index, :, None]
-        if terms.mapper is not None:
-            folded = torch.bmm(terms.mapper[target_index], folded)
-        v[target_rows] = folded
-    q[target_rows] = q[source_rows]
-    k[target_rows] = k[source_rows]
-    out = attend(q, k, v)
-    if direct is not None:
-        out.index_add_(0, target_rows, direct)
-    return out
+    targets = layout.slices
+    own = [(rows, k[rows].clone(), v[rows] * terms.d[:, :, None]) for _, rows in targets] if terms.needs_direct else []
+    for source, rows in targets:
+        if terms.needs_fold:
+            v[rows] = _folded(v[rows], terms)
+        k[rows] = k[source]
+    return _into_chunks(q, k, v, attend, targets, own, chunk)
 
 
 def fused_self_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attend: Attend, layout: RowLayout, chunk: int | None = None
+) -> torch.Tensor:
+    """Self-attention injection, A_tgt := A_src: SDPA(Q_src, K_src, V_tgt). Writes into q and k;
+    `chunk` as in fused_cross_attention."""
+    targets = layout.slices
+    for source, rows in targets:
+        k[rows] = k[source]
+    return _into_chunks(q, k, v, attend, targets, [], chunk)
+
+
+def _into_chunks(
     q: torch.Tensor,
     k: torch.Tensor,
     v: torch.Tensor,
     attend: Attend,
-    source_rows: torch.Tensor,
-    target_rows: torch.Tensor,
+    targets: list[tuple[slice, slice]],
+    own: list[tuple[slice, torch.Tensor, torch.Tensor]],
+    chunk: int | None,
 ) -> torch.Tensor:
-    """Self-attention injection, A_tgt := A_src: SDPA(Q_src, K_src, V_tgt). Writes into q and k."""
-    q[target_rows] = q[source_rows]
-    k[target_rows] = k[source_rows]
-    return attend(q, k, v)
+    """The kernel over query chunks, target queries := their source's; `own` (target rows, their
+    own keys, diag(d) values) adds the direct term. k and v already hold the edited keys/values."""
+    step = chunk or q.shape[1]
+    for first in range(0, q.shape[1], step):
+        cols = slice(first, first + step)
+        direct = [(rows, attend(q[rows, cols], keys, values)) for rows, keys, values in own]
+        for source, rows in targets:
+            q[rows, cols] = q[source, cols]
+        out = attend(q[:, cols], k, v)
+        for rows, term in direct:
+            out[rows] += term
+        if chunk is None:
+            return out
+        q[:, cols] = out
+    return q
 
 
 def attention_maps(q: torch.Tensor, k: torch.Tensor, heads: int) -> torch.Tensor:
@@ -82,16 +138,10 @@ def apply_maps(maps: torch.Tensor, v: torch.Tensor, heads: int) -> torch.Tensor:
 
 
 def reference_cross_attention(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    heads: int,
-    source_rows: torch.Tensor,
-    target_rows: torch.Tensor,
-    target_index: torch.Tensor,
-    terms: CrossTerms,
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, layout: RowLayout, terms: CrossTerms
 ) -> torch.Tensor:
     """The paper's formulas on explicit maps (edits.py docstring); float32 output."""
+    source_rows, target_rows, target_index = layout.index(q.device)
     maps = attention_maps(q, k, heads)
     a, w, inj = (t[target_index, None, None, :].float() for t in (terms.a, terms.weight, terms.injected))
     source_maps = maps[source_rows]
@@ -104,8 +154,10 @@ def reference_cross_attention(
 
 
 def reference_self_attention(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, source_rows: torch.Tensor, target_rows: torch.Tensor
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, layout: RowLayout
 ) -> torch.Tensor:
+    """A_tgt := A_src on explicit maps; float32 output."""
+    source_rows, target_rows, _ = layout.index(q.device)
     maps = attention_maps(q, k, heads)
     maps[target_rows] = maps[source_rows]
     return apply_maps(maps, v, heads)

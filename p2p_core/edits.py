@@ -41,11 +41,13 @@ class TargetEdit:
 class CrossTerms:
     """One step's cross-attention edit in call space (Nk keys), rows in target order.
 
-    mapper [T, Nk, Nk] (None: identity), c [T, Nk], d [T, Nk]; a, weight, injected [T, Nk] for
-    the explicit reference path.
+    mapper [T, Nk, Nk] (None: identity), c [T, Nk], d [T, Nk]; fold [T, Nk, Nk] = mapper diag(c)
+    (None with an identity mapper: a product by c), computed once per step rather than per layer;
+    a, weight, injected [T, Nk] for the explicit reference path.
     """
 
     mapper: torch.Tensor | None
+    fold: torch.Tensor | None
     c: torch.Tensor
     d: torch.Tensor
     a: torch.Tensor
@@ -75,6 +77,18 @@ def mapper_call(mapper: torch.Tensor, nk: int) -> torch.Tensor:
     if nk % ls or nk % lt:
         raise ValueError(f"the conditioning has {nk} tokens, not a multiple of the prompts' {ls} and {lt}")
     return mapper.tile(nk // ls, nk // lt) / (nk // lt)
+
+
+def _to_device(tensors: list[torch.Tensor | None], device: torch.device, dtype: torch.dtype) -> list:
+    """The step's small tensors moved in one copy: on CUDA from pinned memory, without blocking,
+    since a copy from pageable memory would wait for the queued layers (a sync at every step)."""
+    present = [t for t in tensors if t is not None]
+    flat = torch.cat([t.reshape(-1) for t in present]).to(dtype)
+    if device.type == "cuda":
+        flat = flat.pin_memory()
+    flat = flat.to(device, non_blocking=True)
+    parts = iter(flat.split([t.numel() for t in present]))
+    return [None if t is None else next(parts).view(t.shape) for t in tensors]
 
 
 @dataclass(frozen=True)
@@ -120,14 +134,10 @@ class EditPlan:
         identity = all(torch.equal(m, torch.eye(nk)) for m in mappers)
         c = a * weight * injected
         d = a * weight * (1 - injected) + (1 - a)
-        to = {"device": device, "dtype": dtype}
+        mapper = None if identity else torch.stack(mappers)
+        fold = None if mapper is None else mapper * c[:, None, :]
         return CrossTerms(
-            mapper=None if identity else torch.stack(mappers).to(**to),
-            c=c.to(**to),
-            d=d.to(**to),
-            a=a.to(**to),
-            weight=weight.to(**to),
-            injected=injected.to(**to),
+            *_to_device([mapper, fold, c, d, a, weight, injected], device, dtype),
             needs_direct=bool(d.abs().max() > 0),
             needs_fold=not (identity and bool((c == 1).all())),
         )

@@ -4,10 +4,12 @@ import pytest
 import torch
 
 from p2p_core.attention import (
+    RowLayout,
     apply_maps,
     attention_maps,
     fused_cross_attention,
     fused_self_attention,
+    query_chunk,
     reference_cross_attention,
     reference_self_attention,
 )
@@ -40,35 +42,62 @@ def batch(rows: int, nq: int, nk: int, seed: int = 0):
 
 
 # Two conditional chunks of 3 rows (source + 2 targets) after an unconditional chunk.
-SOURCE = torch.tensor([3, 3, 6, 6])
-TARGET = torch.tensor([4, 5, 7, 8])
-INDEX = torch.tensor([0, 1, 0, 1])
+LAYOUT = RowLayout(9, (3, 6), 2)
+TARGET = [4, 5, 7, 8]
 
 
+def test_row_layout():
+    assert LAYOUT.pairs() == [(3, 4, 0), (3, 5, 1), (6, 7, 0), (6, 8, 1)]
+    assert [t.tolist() for t in LAYOUT.index(torch.device("cpu"))] == [[3, 3, 6, 6], TARGET, [0, 1, 0, 1]]
+
+
+@pytest.mark.parametrize("chunk", [None, 16, 24])
 @pytest.mark.parametrize("refine", [False, True])
 @pytest.mark.parametrize("nk", [77, 154])
 @pytest.mark.parametrize("step", [0, 2, 7])
-def test_fused_cross_attention_equals_reference(refine, nk, step):
+def test_fused_cross_attention_equals_reference(refine, nk, step, chunk):
     g = torch.Generator().manual_seed(1)
     plan = random_plan(2, refine=refine, generator=g).reweighted([{(5,): 2.0}, {(6, 9): -1.0}])
     plan = plan.reweighted([{(5,): 0.5}, {}])  # chained re-weights compose
     terms = plan.cross_terms(step, 10, nk, torch.device("cpu"), torch.float32)
     q, k, v = batch(9, 64, nk)
-    expected = reference_cross_attention(q.clone(), k.clone(), v.clone(), HEADS, SOURCE, TARGET, INDEX, terms)
-    fused = fused_cross_attention(q.clone(), k.clone(), v.clone(), sdpa, SOURCE, TARGET, INDEX, terms)
+    expected = reference_cross_attention(q.clone(), k.clone(), v.clone(), HEADS, LAYOUT, terms)
+    fused = fused_cross_attention(q.clone(), k.clone(), v.clone(), sdpa, LAYOUT, terms, chunk)
     assert (fused - expected).abs().max() < 1e-5
-    # Rows outside the edit (unconditional chunk, sources) are untouched.
+    # Rows outside the edit (unconditional chunk, sources) are the kernel's own, bit for bit.
     plain = sdpa(q, k, v)
     untouched = [0, 1, 2, 3, 6]
-    assert (fused[untouched] - plain[untouched]).abs().max() < 1e-6
+    assert torch.equal(fused[untouched], plain[untouched])
     assert (fused[TARGET] - plain[TARGET]).abs().max() > 1e-3
 
 
-def test_fused_self_attention_equals_reference():
-    q, k, v = batch(9, 64, 64)
-    expected = reference_self_attention(q.clone(), k.clone(), v.clone(), HEADS, SOURCE, TARGET)
-    fused = fused_self_attention(q.clone(), k.clone(), v.clone(), sdpa, SOURCE, TARGET)
+@pytest.mark.parametrize("chunk", [None, 16, 24])
+def test_fused_word_swap_without_a_direct_term(chunk):
+    g = torch.Generator().manual_seed(3)
+    swap = EditPlan.for_target(torch.rand(77, 77, generator=g), torch.ones(77), Window(0, 1), {})
+    terms = EditPlan((swap, swap), Window(0, 0)).cross_terms(0, 10, 77, torch.device("cpu"), torch.float32)
+    assert terms.needs_fold and not terms.needs_direct
+    q, k, v = batch(9, 64, 77)
+    expected = reference_cross_attention(q.clone(), k.clone(), v.clone(), HEADS, LAYOUT, terms)
+    fused = fused_cross_attention(q.clone(), k.clone(), v.clone(), sdpa, LAYOUT, terms, chunk)
     assert (fused - expected).abs().max() < 1e-5
+
+
+@pytest.mark.parametrize("chunk", [None, 16, 24])
+def test_fused_self_attention_equals_reference(chunk):
+    q, k, v = batch(9, 64, 64)
+    expected = reference_self_attention(q.clone(), k.clone(), v.clone(), HEADS, LAYOUT)
+    fused = fused_self_attention(q.clone(), k.clone(), v.clone(), sdpa, LAYOUT, chunk)
+    assert (fused - expected).abs().max() < 1e-5
+
+
+def test_query_chunks_write_the_output_into_the_query_buffer():
+    g = torch.Generator().manual_seed(2)
+    terms = random_plan(2, generator=g).cross_terms(0, 10, 77, torch.device("cpu"), torch.float32)
+    q, k, v = batch(9, 64, 77)
+    out = fused_cross_attention(q, k, v, sdpa, LAYOUT, terms, chunk=16)
+    assert out.data_ptr() == q.data_ptr()
+    assert query_chunk(q, budget=9 * 32 * 4 * 10) == 10
 
 
 def test_reference_follows_the_paper_for_a_word_swap():
@@ -78,8 +107,7 @@ def test_reference_follows_the_paper_for_a_word_swap():
     plan = EditPlan((EditPlan.for_target(mapper, torch.ones(length), Window(0, 1), {}),), Window(0, 0))
     terms = plan.cross_terms(0, 10, length, torch.device("cpu"), torch.float32)
     q, k, v = batch(2, 16, length)
-    src, tgt, idx = torch.tensor([0]), torch.tensor([1]), torch.tensor([0])
-    out = reference_cross_attention(q, k, v, HEADS, src, tgt, idx, terms)
+    out = reference_cross_attention(q, k, v, HEADS, RowLayout(2, (0,), 1), terms)
     maps = attention_maps(q, k, HEADS)
     expected = apply_maps((maps[0] @ mapper)[None], v[1:], HEADS)
     assert torch.allclose(out[1:], expected, atol=1e-6)

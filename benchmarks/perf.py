@@ -46,8 +46,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from p2p_core.attention import (  # noqa: E402
+    RowLayout,
     fused_cross_attention,
     fused_self_attention,
+    query_chunk,
     reference_cross_attention,
     reference_self_attention,
 )
@@ -222,9 +224,8 @@ def attention_call(
     batch = 2 * rows
     inner = layer.heads * layer.dim
     nk = layer.tokens if kind == "self" else CONTEXT
-    source = torch.tensor([rows] * targets, device=device)
-    target = torch.arange(rows + 1, batch, device=device)
-    index = torch.arange(targets, device=device)
+    layout = RowLayout(batch, (rows,), targets)
+    cpu = device.type == "cpu"  # query chunks into the spent queries, as the pack's patch does on the CPU
     attend = sdpa_kernel(layer.heads) if kernel == "sdpa" else host_kernel(layer.heads, device)
     generator = torch.Generator(device=device).manual_seed(0)
 
@@ -238,12 +239,16 @@ def attention_call(
         return attend, inputs
     if kind == "self":
         if path == "fused":
-            return lambda q, k, v: fused_self_attention(q, k, v, attend, source, target), inputs
-        return lambda q, k, v: reference_self_attention(q, k, v, layer.heads, source, target), inputs
+            return lambda q, k, v: fused_self_attention(
+                q, k, v, attend, layout, query_chunk(q) if cpu else None
+            ), inputs
+        return lambda q, k, v: reference_self_attention(q, k, v, layer.heads, layout), inputs
     terms = _edit_terms(kind, targets, device, dtype)
     if path == "fused":
-        return lambda q, k, v: fused_cross_attention(q, k, v, attend, source, target, index, terms), inputs
-    return lambda q, k, v: reference_cross_attention(q, k, v, layer.heads, source, target, index, terms), inputs
+        return lambda q, k, v: fused_cross_attention(
+            q, k, v, attend, layout, terms, query_chunk(q) if cpu else None
+        ), inputs
+    return lambda q, k, v: reference_cross_attention(q, k, v, layer.heads, layout, terms), inputs
 
 
 def measure_attention(
@@ -753,6 +758,8 @@ def main() -> None:
         f"# Prompt-to-Prompt performance: {sys.platform}, torch {torch.__version__}, device {opts.device}, "
         f"{threads} CPU threads, {os.cpu_count()} cores"
     )
+    if opts.device.startswith("cuda"):
+        print(f"GPU: {torch.cuda.get_device_name(torch.device(opts.device))}")
     print(f"command: python benchmarks/perf.py {' '.join(sys.argv[1:])}".rstrip())
     if not opts.attention_only:
         if opts.device != "cpu":

@@ -112,13 +112,17 @@ def timed(fn: Callable[[], object], device: torch.device) -> tuple[float, float]
     return time.perf_counter() - start, time.process_time() - start_cpu
 
 
-def _child(args: list[str]) -> dict:
-    """Run this script in a fresh process (`--worker ...`) and return the JSON line it prints last.
+def _child(args: list[str], env: dict[str, str] | None = None) -> dict:
+    """Run this script in a fresh process (`--worker ...`, `env` added to the environment) and return
+    the JSON line it prints last.
 
     The worker's progress lines (indented) are passed on; the rest of its stderr only on failure."""
+    command = [sys.executable, __file__, *args]
     with (
         tempfile.TemporaryFile("w+") as stdout,
-        subprocess.Popen([sys.executable, __file__, *args], stdout=stdout, stderr=subprocess.PIPE, text=True) as proc,
+        subprocess.Popen(
+            command, stdout=stdout, stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})}
+        ) as proc,
     ):
         log = []
         for line in proc.stderr:
@@ -262,10 +266,11 @@ def measure_attention(
     repeats: int,
 ) -> dict:
     """{"seconds", "cpu": median wall and process-CPU time of warm calls, "peak": bytes above the memory
-    in use before the first call}."""
+    in use before a warm call (after one call, so that the libraries' one-time buffers are not counted)}."""
     fn, inputs = attention_call(layer, kind, path, targets, device, dtype, kernel)
     meter = PeakMeter(device)
     with torch.inference_mode():
+        fn(*inputs())
         args = inputs()
         meter.start()
         fn(*args)
@@ -281,6 +286,12 @@ def measure_attention(
         "cpu": statistics.median(c for _, c in times),
         "peak": peak,
     }
+
+
+EXACT_RSS = {"MALLOC_MMAP_THRESHOLD_": str(64 << 10)}
+"""glibc: every block of 64 KiB or more in its own mapping, returned to the system when freed (a fixed
+threshold also stops glibc raising it after the first large free), so the resident set follows the
+live tensors and VmHWM is the call's own peak, not the allocator's leftovers."""
 
 
 def attention_rows(opts: argparse.Namespace) -> list[dict]:
@@ -311,7 +322,7 @@ def attention_rows(opts: argparse.Namespace) -> list[dict]:
                     "--threads",
                     str(opts.threads),
                 ]
-                got = _child(["--worker", "attention", json.dumps(spec), *flags])
+                got = _child(["--worker", "attention", json.dumps(spec), *flags], EXACT_RSS)
             result[path] = got
             if path == "kernel":
                 kernels[key] = got

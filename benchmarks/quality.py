@@ -356,12 +356,15 @@ def real_image(i: int, scene: Scene, target: Scene, s: Sampling, row) -> None:
 FADER_WEIGHTS = (-2.0, -1.0, 0.0, 0.5, 1.0, 2.0, 4.0)
 
 
-def fader(seeds: int, s: Sampling, weights: tuple[float, ...] = FADER_WEIGHTS) -> dict[str, list[float]]:
-    """Effect strength of re-weighting the first object's colour word, per weight: the pixels of that
-    colour against the source image's (1 = unchanged, 0 = gone). Reweight (P2P) against ComfyUI's own
-    prompt weight '(red:c)' on the prompt alone (baseline)."""
+def fader(seeds: int, s: Sampling, weights: tuple[float, ...] = FADER_WEIGHTS,
+          share: tuple[int, int] = (0, 1)) -> dict[str, list[list[float]]]:
+    """Effect strength of re-weighting the first object's colour word, per weight, per seed: the pixels of
+    that colour against the source image's (1 = unchanged, 0 = gone). Reweight (P2P) against ComfyUI's own
+    prompt weight '(red:c)' on the prompt alone (baseline). `share` as in `edit_benchmark`."""
     out: dict[str, list[list[float]]] = {"P2P": [[] for _ in weights], "baseline": [[] for _ in weights]}
     for i, scene in enumerate(edit_scenes(seeds, seed=3)):
+        if i % share[1] != share[0]:
+            continue
         caption, word = scene.caption(), scene.objects[0].colour
         sweep = "|".join(f"{w:g}" for w in weights)
         images = run_images(p2p_graph(caption, "\n".join([caption] * len(weights)), i, s,
@@ -373,9 +376,26 @@ def fader(seeds: int, s: Sampling, weights: tuple[float, ...] = FADER_WEIGHTS) -
             weighted = caption.replace(f" {word} ", f" ({word}:{w:g}) ", 1)
             image = run_images(text_to_image_graph(weighted, i, s))[0]
             out["baseline"][k].append(_colour_pixels(word, image) / reference)
-        if (i + 1) % 10 == 0:
-            print(f"fader: {i + 1}/{seeds} seeds", file=sys.stderr, flush=True)
-    return {m: [float(np.mean(v)) for v in per_w] for m, per_w in out.items()}
+        per_seed = {m: [round(v[-1], 4) for v in per_w] for m, per_w in out.items()}
+        print(f"fader: seed {i + 1}/{seeds} {per_seed}", file=sys.stderr, flush=True)
+    return out
+
+
+def _fader_worker(args: tuple[int, Sampling, tuple[int, int]]) -> dict[str, list[list[float]]]:
+    comfy_harness.boot()
+    seeds, s, share = args
+    return fader(seeds, s, share=share)
+
+
+def fader_in_parallel(seeds: int, s: Sampling, workers: int) -> dict[str, list[float]]:
+    """Mean effect strength per weight (see `fader`), the seeds shared among `workers` processes."""
+    if workers <= 1:
+        parts = [fader(seeds, s)]
+    else:
+        with multiprocessing.get_context("spawn").Pool(workers) as pool:
+            parts = pool.map(_fader_worker, [(seeds, s, (k, workers)) for k in range(workers)])
+    return {m: [float(np.mean([v for part in parts for v in part[m][k]])) for k in range(len(FADER_WEIGHTS))]
+            for m in parts[0]}
 
 
 def _colour_pixels(colour: str, image: torch.Tensor) -> int:
@@ -398,7 +418,7 @@ def main() -> None:
     parser.add_argument("--cfg", type=float, default=5.0)
     parser.add_argument("--no-real-images", action="store_true", help="leave out the inversion rows")
     parser.add_argument("--workers", type=int, default=1,
-                        help="processes sharing the edits' seeds (same results; for machines with spare cores)")
+                        help="processes sharing the seeds of the edits and the fader (the same results)")
     opts = parser.parse_args()
     s = Sampling(steps=opts.steps, cfg=opts.cfg)
     comfy_harness.boot()
@@ -416,7 +436,7 @@ def main() -> None:
                   "reconstruction PSNR dB"]
         print(table(header, [[edit, method, *r.cells()] for edit, by in rows.items() for method, r in by.items()]))
     if opts.part in ("fader", "all"):
-        result = fader(opts.seeds, s)
+        result = fader_in_parallel(opts.seeds, s, opts.workers)
         print(f"\n## Re-weight fader: colour word x c, object pixels against the source ({settings})\n")
         print(table(["method", *[f"c = {w:g}" for w in FADER_WEIGHTS]],
                     [[m, *[f"{v:.3f}" for v in vals]] for m, vals in result.items()]))

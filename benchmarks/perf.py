@@ -112,6 +112,12 @@ def timed(fn: Callable[[], object], device: torch.device) -> tuple[float, float]
     return time.perf_counter() - start, time.process_time() - start_cpu
 
 
+EXACT_RSS = {"MALLOC_MMAP_THRESHOLD_": str(64 << 10)}
+"""glibc: every block of 64 KiB or more in its own mapping, returned to the system when freed (a fixed
+threshold also stops glibc raising it after the first large free), so the resident set follows the
+live tensors and VmHWM is the call's own peak, not the allocator's leftovers."""
+
+
 def _child(args: list[str], env: dict[str, str] | None = None) -> dict:
     """Run this script in a fresh process (`--worker ...`, `env` added to the environment) and return
     the JSON line it prints last.
@@ -286,12 +292,6 @@ def measure_attention(
         "cpu": statistics.median(c for _, c in times),
         "peak": peak,
     }
-
-
-EXACT_RSS = {"MALLOC_MMAP_THRESHOLD_": str(64 << 10)}
-"""glibc: every block of 64 KiB or more in its own mapping, returned to the system when freed (a fixed
-threshold also stops glibc raising it after the first large free), so the resident set follows the
-live tensors and VmHWM is the call's own peak, not the allocator's leftovers."""
 
 
 def attention_rows(opts: argparse.Namespace) -> list[dict]:
@@ -580,7 +580,7 @@ def pipeline_rows(opts: argparse.Namespace, configs: list[Config]) -> dict[str, 
         timing = pool.submit(_child, ["--worker", "pipeline-time", names, *size, "--repeats", str(opts.repeats)])
         memory = {}
         for config in configs:
-            memory.update(_child(["--worker", "pipeline-memory", json.dumps([config.name]), *size]))
+            memory.update(_child(["--worker", "pipeline-memory", json.dumps([config.name]), *size], EXACT_RSS))
             print(f"  measured the memory of {config.name}", file=sys.stderr, flush=True)
         times = timing.result()
     return {

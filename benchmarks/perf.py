@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from report import ratio, table
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -143,17 +144,6 @@ def _child(args: list[str], env: dict[str, str] | None = None) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
-def ratio(a: float, b: float) -> str:
-    return f"{a / b:.2f}x" if b > 0 else "n/a"
-
-
-def table(header: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=True)]
-    fmt = "| " + " | ".join(f"{{:{w}}}" for w in widths) + " |"
-    lines = [fmt.format(*header), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
-    return "\n".join([*lines, *(fmt.format(*map(str, r)) for r in rows)])
-
-
 # ----------------------------------------------------------------------------------------------
 # 2. Attention calls
 
@@ -234,7 +224,7 @@ def attention_call(
     batch = 2 * rows
     inner = layer.heads * layer.dim
     nk = layer.tokens if kind == "self" else CONTEXT
-    layout = RowLayout(batch, (rows,), targets)
+    layout = RowLayout((rows,), targets)
     cpu = device.type == "cpu"  # query chunks into the spent queries, as the pack's patch does on the CPU
     attend = sdpa_kernel(layer.heads) if kernel == "sdpa" else host_kernel(layer.heads, device)
     generator = torch.Generator(device=device).manual_seed(0)

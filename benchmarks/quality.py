@@ -39,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from report import table
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -401,13 +402,6 @@ def fader_in_parallel(seeds: int, s: Sampling, workers: int) -> dict[str, list[f
 def _colour_pixels(colour: str, image: torch.Tensor) -> int:
     """Pixels of the detected objects of that colour."""
     return int(sum(o.mask.sum() for o in detect(image).objects if o.colour == colour))
-
-
-def table(header: list[str], rows: list[list[str]]) -> str:
-    """A Markdown table."""
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    line = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |"  # noqa: E731
-    return "\n".join([line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, rows)])
 
 
 def main() -> None:

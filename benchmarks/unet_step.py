@@ -42,6 +42,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import torch
+from report import ratio, table
 
 REPO = Path(__file__).resolve().parents[1]
 VENDOR = REPO / ".vendor"
@@ -338,17 +339,6 @@ def timesteps(inputs: Inputs) -> torch.Tensor:
 
 # ----------------------------------------------------------------------------------------------
 # The table
-
-
-def ratio(a: float, b: float) -> str:
-    return f"{a / b:.2f}x" if b > 0 else "n/a"
-
-
-def table(header: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=True)]
-    fmt = "| " + " | ".join(f"{{:{w}}}" for w in widths) + " |"
-    lines = [fmt.format(*header), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
-    return "\n".join([*lines, *(fmt.format(*map(str, r)) for r in rows)])
 
 
 HEADER = [

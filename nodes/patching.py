@@ -86,9 +86,9 @@ def cond_chunk_starts(options: dict, batch: int, rows: int) -> list[int] | None:
 
 
 @cache
-def row_layout(batch: int, starts: tuple[int, ...], targets: int) -> RowLayout:
+def row_layout(starts: tuple[int, ...], targets: int) -> RowLayout:
     """One RowLayout per batch arrangement, built once (every layer of every step asks for it)."""
-    return RowLayout(batch, starts, targets)
+    return RowLayout(starts, targets)
 
 
 class AttentionPatch:
@@ -121,7 +121,7 @@ class AttentionPatch:
                 observer.observe_cross(q, k, options, step, starts)
         if not starts or not state.plan.targets:
             return attend(q, k, v)
-        layout = row_layout(q.shape[0], tuple(starts), state.prompts.rows - 1)
+        layout = row_layout(tuple(starts), state.prompts.rows - 1)
         heads = options["n_heads"]
         # On the CPU, memory is the cost: query chunks written into the spent queries. Only around
         # the host's kernel, since another pack's patch may expect every query (a spatial mask).

@@ -22,9 +22,8 @@ Attend = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 @dataclass(frozen=True)
 class RowLayout:
-    """The rows of one attention call: `batch` rows; at each of `starts` a source row, then `targets` target rows."""
+    """The edited rows of one attention call: at each of `starts` a source row, then `targets` target rows."""
 
-    batch: int
     starts: tuple[int, ...]
     targets: int
 

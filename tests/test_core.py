@@ -42,7 +42,7 @@ def batch(rows: int, nq: int, nk: int, seed: int = 0):
 
 
 # Two conditional chunks of 3 rows (source + 2 targets) after an unconditional chunk.
-LAYOUT = RowLayout(9, (3, 6), 2)
+LAYOUT = RowLayout((3, 6), 2)
 TARGET = [4, 5, 7, 8]
 
 
@@ -107,7 +107,7 @@ def test_reference_follows_the_paper_for_a_word_swap():
     plan = EditPlan((EditPlan.for_target(mapper, torch.ones(length), Window(0, 1), {}),), Window(0, 0))
     terms = plan.cross_terms(0, 10, length, torch.device("cpu"), torch.float32)
     q, k, v = batch(2, 16, length)
-    out = reference_cross_attention(q, k, v, HEADS, RowLayout(2, (0,), 1), terms)
+    out = reference_cross_attention(q, k, v, HEADS, RowLayout((0,), 1), terms)
     maps = attention_maps(q, k, HEADS)
     expected = apply_maps((maps[0] @ mapper)[None], v[1:], HEADS)
     assert torch.allclose(out[1:], expected, atol=1e-6)

@@ -42,6 +42,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import torch
+from perf import PeakMeter
 from report import ratio, table
 
 REPO = Path(__file__).resolve().parents[1]
@@ -250,38 +251,10 @@ def make_inputs(name: str, rows: int, latent: int, device: torch.device, dtype: 
     return Inputs(x, context, y, sample_sigmas)
 
 
-def peak_meter(device: torch.device):
-    """(start, peak) callables: peak() = bytes above what was in use at start()."""
-    if device.type == "cuda":
-
-        def start() -> int:
-            torch.cuda.synchronize(device)
-            torch.cuda.reset_peak_memory_stats(device)
-            return torch.cuda.memory_allocated(device)
-
-        def peak(base: int) -> int:
-            torch.cuda.synchronize(device)
-            return torch.cuda.max_memory_allocated(device) - base
-
-        return start, peak
-
-    def status(field: str) -> int:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-        raise RuntimeError(f"/proc/self/status has no {field}")
-
-    def cpu_start() -> int:
-        Path("/proc/self/clear_refs").write_text("5")
-        return status("VmRSS")
-
-    return cpu_start, lambda base: status("VmHWM") - base
-
-
 def measure(fn: Callable[[], torch.Tensor], device: torch.device) -> tuple[float, int, torch.Tensor]:
     """(milliseconds, peak bytes above the start, output) of one call."""
-    start, peak = peak_meter(device)
-    base = start()
+    meter = PeakMeter(device)
+    meter.start()
     if device.type == "cuda":
         begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         begin.record()
@@ -293,7 +266,7 @@ def measure(fn: Callable[[], torch.Tensor], device: torch.device) -> tuple[float
         t0 = time.perf_counter()
         out = fn()
         ms = (time.perf_counter() - t0) * 1000
-    return ms, peak(base), out
+    return ms, meter.peak(), out
 
 
 @dataclass

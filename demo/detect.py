@@ -67,6 +67,48 @@ def _components(mask: np.ndarray) -> list[np.ndarray]:
     return out
 
 
+def _grow(mask: np.ndarray, r: int) -> np.ndarray:
+    """`[H, W]` bool mask dilated by `r` pixels (a square of side 2r + 1)."""
+    out = mask.copy()
+    for _ in range(r):
+        step = out.copy()
+        step[1:] |= out[:-1]
+        step[:-1] |= out[1:]
+        step[:, 1:] |= step[:, :-1].copy()
+        step[:, :-1] |= step[:, 1:].copy()
+        out = step
+    return out
+
+
+def _fill_holes(mask: np.ndarray) -> np.ndarray:
+    """The mask with every region it encloses (not reachable from the image border) filled."""
+    out = mask.copy()
+    for hole in _components(~mask):
+        if not (hole[0].any() or hole[-1].any() or hole[:, 0].any() or hole[:, -1].any()):
+            out |= hole
+    return out
+
+
+def _objects(foreground: np.ndarray, nearest: np.ndarray, gap: int = 3) -> list[np.ndarray]:
+    """Object masks: the components of `foreground` `[H, W]` bool, where components of the same nearest
+    object colour (`nearest` `[H, W]`) at most `gap` pixels apart are one object, and each object's holes
+    are filled. A striped or dotted object whose darker shade reads as background (green stripes on black)
+    falls apart into strips or gets holes; its texture belongs to it. Two objects of a scene never share a
+    colour, so merging by colour cannot join them."""
+    parts = [(c, int(np.bincount(nearest[c]).argmax())) for c in _components(foreground)]
+    merged: list[tuple[np.ndarray, int, int]] = []  # (mask, colour, number of parts)
+    for comp, colour in parts:
+        near = [k for k, (m, c, _) in enumerate(merged) if c == colour and (_grow(m, gap) & comp).any()]
+        mask, count = comp, 1
+        for k in reversed(near):
+            mask, count = mask | merged[k][0], count + merged[k][2]
+            del merged[k]
+        merged.append((mask, colour, count))
+    # Parts of one object: close the gaps between them (grow, then shrink back).
+    closed = [~_grow(~_grow(m, gap), gap) | m if count > 1 else m for m, _, count in merged]
+    return [_fill_holes(m) for m in closed]
+
+
 _AREA = {"circle": np.pi, "square": 1.7**2, "triangle": 1.75, "diamond": 2 * 1.2**2}  # area / radius^2
 
 
@@ -154,7 +196,7 @@ def detect(image: np.ndarray | torch.Tensor, min_pixels: int = 6) -> SceneDetect
     nearest = dist.argmin(-1)
     foreground = (dist.min(-1) < dist_bg) & (dist_bg > 0.2)
     objects = []
-    for comp in _components(foreground):
+    for comp in _objects(foreground, nearest):
         if comp.sum() < min_pixels:
             continue
         colour = int(np.bincount(nearest[comp], minlength=len(_OBJ)).argmax())

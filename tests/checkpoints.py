@@ -26,30 +26,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from unet_layouts import SD1_BLOCKS, SD15, SDXL, UNET_COMMON  # noqa: E402
+
 from comfy_harness import CACHE, _init_, boot  # noqa: E402
 
 FOLDER = CACHE / "checkpoints"
 VERSION = 1
 """Bump when the contents change, so that cached files of an older layout are not reused."""
-
-_UNET = {
-    "use_checkpoint": False,
-    "image_size": 32,
-    "in_channels": 4,
-    "out_channels": 4,
-    "use_spatial_transformer": True,
-    "legacy": False,
-    "model_channels": 320,
-    "use_temporal_attention": False,
-    "use_temporal_resblock": False,
-}
-_SD1_LAYOUT = {
-    "num_res_blocks": [2, 2, 2, 2],
-    "channel_mult": [1, 2, 4, 4],
-    "transformer_depth": [1, 1, 1, 1, 1, 1, 0, 0],
-    "transformer_depth_middle": 1,
-    "transformer_depth_output": [1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0],
-}
 
 
 @dataclass(frozen=True)
@@ -61,22 +44,12 @@ class Family:
 
 
 FAMILIES: dict[str, Family] = {
-    "sd15": Family(
-        "SD15",
-        {
-            **_UNET,
-            **_SD1_LAYOUT,
-            "adm_in_channels": None,
-            "context_dim": 768,
-            "num_heads": 8,
-            "use_linear_in_transformer": False,
-        },
-    ),
+    "sd15": Family("SD15", {**UNET_COMMON, **SD15, "num_heads": 8}),
     "sd2_v": Family(
         "SD20",
         {
-            **_UNET,
-            **_SD1_LAYOUT,
+            **UNET_COMMON,
+            **SD1_BLOCKS,
             "adm_in_channels": None,
             "context_dim": 1024,
             "num_head_channels": 64,
@@ -84,22 +57,7 @@ FAMILIES: dict[str, Family] = {
         },
         v_prediction=True,
     ),
-    "sdxl": Family(
-        "SDXL",
-        {
-            **_UNET,
-            "num_classes": "sequential",
-            "adm_in_channels": 2816,
-            "num_res_blocks": [2, 2, 2],
-            "channel_mult": [1, 2, 4],
-            "transformer_depth": [0, 0, 2, 2, 10, 10],
-            "transformer_depth_middle": 10,
-            "transformer_depth_output": [0, 0, 0, 2, 2, 2, 10, 10, 10],
-            "use_linear_in_transformer": True,
-            "context_dim": 2048,
-            "num_head_channels": 64,
-        },
-    ),
+    "sdxl": Family("SDXL", {**UNET_COMMON, **SDXL, "num_head_channels": 64}),
 }
 
 _VAE = {

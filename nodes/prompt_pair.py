@@ -4,13 +4,9 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from .prompts import encode_prompts
+from ..host.errors import UserError
+from ..host.prompts import encode_prompts, split_targets
 from .types import CATEGORY, P2PPrompts
-
-
-def split_targets(target: str) -> list[str]:
-    """One target per non-empty line."""
-    return [line.strip() for line in target.splitlines() if line.strip()]
 
 
 class PromptPair(io.ComfyNode):
@@ -53,8 +49,8 @@ class PromptPair(io.ComfyNode):
     def execute(cls, clip, source: str, target: str) -> io.NodeOutput:
         targets = split_targets(target)
         if not source.strip():
-            raise ValueError("PromptPair: the source prompt is empty")
+            raise UserError("PromptPair: the source prompt is empty")
         if not targets:
-            raise ValueError("PromptPair: the target prompt is empty (write one target per line)")
+            raise UserError("PromptPair: the target prompt is empty (write one target per line)")
         conditioning, prompts = encode_prompts(clip, source, targets)
         return io.NodeOutput(conditioning, prompts)

@@ -79,7 +79,7 @@ class MapRecord:
 
 
 class MapRecorder:
-    """An observer (nodes/patching.py EditState.observers) summing the maps of every prompt position.
+    """An observer (host/state.py EditState.observers) summing the maps of every prompt position.
 
     `begin()` before a run, `finish(output)` after it: the run's average maps are kept with the output
     latent, so a later node can find the maps of the samples it is given (`record_for`).

@@ -226,7 +226,7 @@ def loaded_module(folder: Path, submodule: str = ""):
 
 
 def pack(submodule: str = ""):
-    """The pack's module `submodule` (e.g. "nodes.patching") as loaded by ComfyUI."""
+    """The pack's module `submodule` (e.g. "host.edit") as loaded by ComfyUI."""
     return loaded_module(pack_folder() / PACK_NAME, submodule)
 
 

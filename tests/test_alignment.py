@@ -6,7 +6,7 @@ import torch
 
 @pytest.fixture(scope="module")
 def tokens(comfy):
-    prompts = comfy.pack("nodes.prompts")
+    prompts = comfy.pack("host.prompts")
     clip = comfy.tiny_model("sd15")[1]
     return lambda text: prompts.prompt_tokens(clip, text)[0]
 

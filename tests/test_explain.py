@@ -6,7 +6,7 @@ import pytest
 
 @pytest.fixture(scope="module")
 def prompts(comfy):
-    return comfy.pack("nodes.prompts")
+    return comfy.pack("host.prompts")
 
 
 @pytest.fixture(scope="module")

@@ -320,7 +320,7 @@ def test_progress_bar_and_interrupt(comfy, photo):
     model, clip, _ = comfy.tiny_model("sd15")
     positive = [[clip.encode_from_tokens(clip.tokenize(SOURCE)), {}]]
     latent = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(2))
-    invert_latent = comfy.pack("nodes.inversion").invert_latent
+    invert_latent = comfy.pack("host.inversion").invert_latent
     updates: list[tuple[int, int]] = []
     previous = utils.PROGRESS_BAR_HOOK
     utils.set_progress_bar_global_hook(lambda value, total, preview, node_id=None: updates.append((value, total)))

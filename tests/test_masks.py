@@ -135,15 +135,15 @@ class ReferenceMaps:
 def test_recorded_maps_equal_the_explicit_softmax_reference(comfy, family, target):
     import nodes
 
-    blend_nodes = comfy.pack("nodes.blend_nodes")
+    recording = comfy.pack("host.recording")
     model, clip, _ = comfy.tiny_model(family)
-    cond, prompts = comfy.pack("nodes.prompts").encode_prompts(clip, SOURCE, [target])
+    cond, prompts = comfy.pack("host.prompts").encode_prompts(clip, SOURCE, [target])
     negative = nodes.CLIPTextEncode().encode(clip, "")[0]
     recorder = comfy.pack("p2p_core.maps").MapRecorder(prompts, 4)
-    patched = blend_nodes.attach_recorder(model, prompts, recorder)
+    patched = recording.attach_recorder(model, prompts, recorder)
     height, width = 24, 32  # latent of 192 x 256 px; layers at latent / 4 have 6 x 8 queries
     reference = ReferenceMaps(comfy.pack("p2p_core.attention").attention_maps, prompts, 6 * 8)
-    patched = comfy.pack("nodes.patching").add_observer(patched, prompts, reference)
+    patched = comfy.pack("host.edit").add_observer(patched, prompts, reference)
     (out,) = nodes.common_ksampler(
         patched, 3, 3, 5.0, "euler", "normal", cond, negative, {"samples": torch.zeros(1, 4, height, width)}
     )
@@ -152,7 +152,7 @@ def test_recorded_maps_equal_the_explicit_softmax_reference(comfy, family, targe
     expected = (reference.total / reference.calls).reshape(record.maps.shape)
     assert torch.allclose(record.maps, expected, atol=1e-5, rtol=0)
     assert record.maps.std() > 0
-    result = blend_nodes.AttentionMaskExtract.execute(patched, out, prompts, "cat, car", 0.8)
+    result = comfy.pack("nodes.attention_maps").AttentionMaskExtract.execute(patched, out, prompts, "cat, car", 0.8)
     mask, heat = result.args
     assert mask.shape == (2, height * 8, width * 8)
     assert heat.shape[0] == 2 and heat.shape[2] == 2 * width * 8

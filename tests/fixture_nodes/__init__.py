@@ -65,7 +65,7 @@ class ReferenceAttention(io.ComfyNode):
     def execute(cls, model) -> io.NodeOutput:
         import comfy_harness
 
-        return io.NodeOutput(comfy_harness.pack("nodes.patching").with_reference_attention(model))
+        return io.NodeOutput(comfy_harness.pack("host.edit").with_reference_attention(model))
 
 
 OTHER_PACK_CALLS: list[int] = []
@@ -94,7 +94,7 @@ class OtherPackAttention(io.ComfyNode):
             return optimized_attention(q, k, v * scale, options["n_heads"])
 
         patched = model.clone()
-        for key in comfy_harness.pack("nodes.patching").transformer_blocks(model):
+        for key in comfy_harness.pack("host.unet").transformer_blocks(model):
             patched.set_model_attn2_replace(other_attention, *key)
         return io.NodeOutput(patched)
 

@@ -30,8 +30,7 @@ from ..p2p_core.blending import split_words
 from ..p2p_core.explain import explain
 from ..p2p_core.schedules import parse_word_values
 from ..p2p_core.tokens import PromptTokens
-from .prompt_pair import split_targets
-from .prompts import END_OF_WORD, read_tokens
+from .prompts import END_OF_WORD, read_tokens, split_targets
 
 MAX_BODY = 32 * 1024
 MAX_PROMPT = 2000

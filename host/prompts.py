@@ -1,4 +1,5 @@
-"""Prompts through the model's own tokenizer and text encoder."""
+"""Prompts through the model's own tokenizer and text encoder (PromptPair's work, and the tokens of the
+`/p2p/align` route)."""
 
 from __future__ import annotations
 
@@ -7,15 +8,21 @@ import math
 import torch
 
 from ..p2p_core.tokens import PromptSet, PromptTokens
+from .errors import UserError
 
 END_OF_WORD = "</w>"
+
+
+def split_targets(target: str) -> list[str]:
+    """One target per non-empty line."""
+    return [line.strip() for line in target.splitlines() if line.strip()]
 
 
 def _sd_tokenizer(tokenizers, key: str):
     """The SDTokenizer behind output key `key` ("l", "g", "h") of a ComfyUI CLIP's tokenizer."""
     tokenizer = getattr(tokenizers, f"clip_{key}", None)
     if tokenizer is None or not hasattr(tokenizer, "inv_vocab"):
-        raise ValueError(f"Prompt-to-Prompt: unsupported text encoder (no CLIP tokenizer for {key!r})")
+        raise UserError(f"Prompt-to-Prompt: unsupported text encoder (no CLIP tokenizer for {key!r})")
     return tokenizer
 
 

@@ -1,0 +1,82 @@
+"""Puts an edit plan on a ComfyUI model: the attention family's patches on every attention site and one
+outer-sample wrapper that lines the batch up. Everything goes on a clone; nothing global.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any, Protocol
+
+import comfy.patcher_extension
+
+from ..p2p_core.edits import EditPlan
+from ..p2p_core.schedules import Window
+from ..p2p_core.tokens import PromptSet
+from .errors import UserError, check_same_prompts
+from .sampling import WRAPPER_KEY, edit_outer_sample
+from .state import STATE_KEY, EditState, edit_state
+from .unet import UNetAttention
+
+
+class AttentionFamily(Protocol):
+    """Where a family of models keeps its attention, and how the pack's patch goes on it."""
+
+    name: str
+
+    def sites(self, model: Any) -> list:
+        """The model's attention sites of this family (empty when the model is not of it)."""
+
+    def install(self, patched: Any, sites: list) -> None:
+        """Put the pack's attention processor on every site of the clone `patched`."""
+
+
+FAMILIES: tuple[AttentionFamily, ...] = (UNetAttention(),)
+
+
+def apply_edit(model, prompts: PromptSet, plan: EditPlan):
+    """A clone of `model` that samples `prompts` with `plan`; composes with existing patches."""
+    for family in FAMILIES:
+        sites = family.sites(model)
+        if sites:
+            break
+    else:
+        raise UserError(
+            "Prompt-to-Prompt: this model has no cross-attention transformer blocks (supported: "
+            + ", ".join(family.name for family in FAMILIES)
+            + ")"
+        )
+    patched = model.clone()
+    options = patched.model_options["transformer_options"]
+    previous = options.get(STATE_KEY)
+    if previous is None:
+        options[STATE_KEY] = EditState(prompts, plan)
+    else:
+        options[STATE_KEY] = replace(previous, prompts=prompts, plan=plan, _sigmas=None, _terms={})
+    family.install(patched, sites)
+    patched.remove_wrappers_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, WRAPPER_KEY)
+    patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, WRAPPER_KEY, edit_outer_sample)
+    return patched
+
+
+def with_reference_attention(model):
+    """A clone that computes edited attention by explicit softmax (the tests' reference path)."""
+    patched = model.clone()
+    options = patched.model_options["transformer_options"]
+    options[STATE_KEY] = replace(options[STATE_KEY], reference=True)
+    return patched
+
+
+def add_observer(model, prompts: PromptSet, observer):
+    """A clone of `model` whose cross-attention layers report to `observer` (see EditState.observers).
+
+    On a model without a P2P edit, the patches go on with an empty plan: nothing is edited, the
+    maps are still observed (a plain generation's heat maps)."""
+    state = edit_state(model)
+    if state is None:
+        model = apply_edit(model, prompts, EditPlan((), Window(0.0, 0.0)))
+        state = edit_state(model)
+    else:
+        check_same_prompts(state.prompts, prompts)
+        model = model.clone()
+    model.model_options["transformer_options"][STATE_KEY] = state.with_observer(observer)
+    return model

@@ -1,0 +1,135 @@
+"""The edit's OUTER_SAMPLE wrapper and what it shares with the other wrappers of the pack: the one
+binding of ComfyUI's outer-sample arguments (`SampleCall`), noise shared by every branch, the check of
+the positive conditioning, and the kind of a sampler."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+import comfy.k_diffusion.sampling as k_sampling
+import torch
+
+from .errors import UserError
+from .state import STATE_KEY, EditState
+
+WRAPPER_KEY = "prompt_to_prompt"
+
+
+@dataclass(frozen=True)
+class SampleCall:
+    """The arguments of one `CFGGuider.outer_sample` call (ComfyUI's OUTER_SAMPLE executor), bound once."""
+
+    executor: Any
+    noise: torch.Tensor
+    latent_image: torch.Tensor
+    sampler: Any
+    sigmas: torch.Tensor
+    denoise_mask: torch.Tensor | None = None
+    callback: Any = None
+    disable_pbar: bool = False
+    seed: int | None = None
+    latent_shapes: list | None = None
+
+    @property
+    def guider(self) -> Any:
+        """The CFGGuider that samples (its `model_options` are this run's)."""
+        return self.executor.class_obj
+
+    def run(self, **changes: Any) -> torch.Tensor:
+        """The next wrapper's (or ComfyUI's) outer sample with these arguments, some of them changed."""
+        call = replace(self, **changes)
+        return call.executor(
+            call.noise,
+            call.latent_image,
+            call.sampler,
+            call.sigmas,
+            call.denoise_mask,
+            call.callback,
+            call.disable_pbar,
+            call.seed,
+            latent_shapes=call.latent_shapes,
+        )
+
+
+def outer_sample_wrapper(function: Callable[[SampleCall], torch.Tensor]) -> Callable[..., torch.Tensor]:
+    """An OUTER_SAMPLE wrapper that hands `function` its call bound as a SampleCall."""
+
+    def wrapper(executor: Any, *args: Any, **kwargs: Any) -> torch.Tensor:
+        return function(SampleCall(executor, *args, **kwargs))
+
+    wrapper.__name__ = wrapper.__qualname__ = function.__name__
+    return wrapper
+
+
+def sampler_function(sampler: Any) -> Any:
+    """The k-diffusion sampling function behind a ComfyUI sampler object (KSAMPLER), or the object itself."""
+    return getattr(sampler, "sampler_function", sampler)
+
+
+def _shared_noise_sampler(function: Any, noise: torch.Tensor, sigmas: torch.Tensor, seed: int | None):
+    """A noise sampler that draws one row and gives it to every branch (ancestral and SDE samplers)."""
+    first = noise[:1]
+    rows = noise.shape[0]
+    if "sde" in function.__name__ and function.__name__ != "sample_er_sde":
+        positive = sigmas[sigmas > 0]
+        one_row = k_sampling.BrownianTreeNoiseSampler(first, positive.min(), sigmas.max(), seed=seed, cpu=True)
+    else:
+        one_row = k_sampling.default_noise_sampler(first, seed=seed)
+    return lambda sigma, sigma_next: one_row(sigma, sigma_next).expand(rows, *first.shape[1:]).contiguous()
+
+
+def check_conditioning(guider: Any, rows: int) -> None:
+    """A UserError unless every positive conditioning holds one row per prompt."""
+    for cond in guider.conds.get("positive", []):
+        tokens = cond.get("cross_attn")
+        if tokens is not None and tokens.shape[0] != rows:
+            raise UserError(
+                f"Prompt-to-Prompt: the positive conditioning holds {tokens.shape[0]} prompt(s) but the "
+                f"edit needs {rows} (source + {rows - 1} target): connect PromptPair's CONDITIONING to the "
+                "sampler's positive input"
+            )
+
+
+@outer_sample_wrapper
+def edit_outer_sample(call: SampleCall) -> torch.Tensor:
+    """Give every branch the source's latent and noise, and ancestral/SDE samplers one shared noise."""
+    state: EditState = call.guider.model_options["transformer_options"][STATE_KEY]
+    rows = state.prompts.rows
+    latent_image, denoise_mask = call.latent_image, call.denoise_mask
+    batch = latent_image.shape[0]
+    if batch not in (1, rows):
+        raise UserError(
+            f"Prompt-to-Prompt: the latent holds {batch} images but PromptPair has {rows} prompts "
+            f"(source + {rows - 1} target): use a latent of batch 1 (every branch starts from the same "
+            f"noise) or of batch {rows}"
+        )
+    check_conditioning(call.guider, rows)
+    repeat = (rows,) + (1,) * (latent_image.ndim - 1)
+    if batch == 1:
+        latent_image = latent_image.repeat(repeat)
+        if denoise_mask is not None and denoise_mask.shape[0] == 1:
+            denoise_mask = denoise_mask.repeat((rows,) + (1,) * (denoise_mask.ndim - 1))
+    noise = call.noise[:1].repeat(repeat)
+    call = replace(
+        call, noise=noise, latent_image=latent_image, denoise_mask=denoise_mask, latent_shapes=[latent_image.shape]
+    )
+    sampler = call.sampler
+    function = getattr(sampler, "sampler_function", None)
+    options = getattr(sampler, "extra_options", None)
+    shares = (
+        function is not None
+        and options is not None
+        and "noise_sampler" in inspect.signature(function).parameters
+        and options.get("noise_sampler") is None
+    )
+    if not shares:
+        return call.run()
+    # The sampler object may be a cached node output: set and restore, never mutate its dict.
+    sampler.extra_options = {**options, "noise_sampler": _shared_noise_sampler(function, noise, call.sigmas, call.seed)}
+    try:
+        return call.run()
+    finally:
+        sampler.extra_options = options

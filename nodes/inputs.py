@@ -1,0 +1,103 @@
+"""Inputs that several nodes share: the edit windows, the map resolution, the inversion."""
+
+from __future__ import annotations
+
+from comfy_api.latest import io
+
+from ..p2p_core.maps import RESOLUTIONS
+from ..p2p_core.plans import SELF_LAYERS
+from .types import P2PInversion
+
+
+def window_inputs(cross: float, self_: float) -> list[io.Input]:
+    """The edit nodes' injection windows, with the defaults `cross` and `self_` of their ends."""
+    return [
+        io.Float.Input(
+            "cross_replace",
+            default=cross,
+            min=0.0,
+            max=1.0,
+            step=0.01,
+            tooltip=(
+                "Fraction of the steps (from the start) during which the target takes the source's "
+                "cross-attention maps. Higher keeps more of the source's layout; lower lets bigger shape "
+                "changes through (paper: 0.8 for a swap)."
+            ),
+        ),
+        io.Float.Input(
+            "self_replace",
+            default=self_,
+            min=0.0,
+            max=1.0,
+            step=0.01,
+            tooltip=(
+                "Fraction of the steps during which the target takes the source's self-attention maps: "
+                "keeps the geometry. 0.2-0.4 is typical; higher for colour/texture edits, lower for shape edits."
+            ),
+        ),
+        io.String.Input(
+            "word_schedule",
+            default="",
+            optional=True,
+            tooltip=(
+                "Per-word cross_replace overrides, e.g. 'lemon=0.2, cake=0.1-0.6' (a fraction, or a "
+                "start-end range). Words are those of the target prompt."
+            ),
+        ),
+        io.Float.Input(
+            "cross_start",
+            default=0.0,
+            min=0.0,
+            max=1.0,
+            step=0.01,
+            optional=True,
+            tooltip="Start of the cross-attention injection (fraction of the steps); the end is cross_replace.",
+        ),
+        io.Float.Input(
+            "self_start",
+            default=0.0,
+            min=0.0,
+            max=1.0,
+            step=0.01,
+            optional=True,
+            tooltip="Start of the self-attention injection (fraction of the steps); the end is self_replace.",
+        ),
+        io.Combo.Input(
+            "self_layers",
+            options=list(SELF_LAYERS),
+            default=next(iter(SELF_LAYERS)),
+            optional=True,
+            tooltip=(
+                "Which self-attention layers take the source's maps: the coarse ones (as the paper) keep "
+                "the layout and let details change; more layers keep more detail."
+            ),
+        ),
+    ]
+
+
+def resolution_input() -> io.Combo.Input:
+    """The map nodes' `resolution` input: which cross-attention layers the maps come from."""
+    return io.Combo.Input(
+        "resolution",
+        options=list(RESOLUTIONS),
+        default=next(iter(RESOLUTIONS)),
+        optional=True,
+        tooltip=(
+            "Which cross-attention layers the maps come from, by their size against the image. The paper uses "
+            "1/32 (16x16 at 512 px, 32x32 at 1024 px): coarse but reliable. Finer maps follow edges more closely "
+            "and are noisier; a model without layers at that size says so when it samples."
+        ),
+    )
+
+
+def inversion_input() -> io.Input:
+    """The edit nodes' optional `inversion` input."""
+    return P2PInversion.Input(
+        "inversion",
+        optional=True,
+        tooltip=(
+            "From DDIMInvert: the source branch (row 0) follows the photo's inversion and reconstructs it at "
+            "any cfg, while the targets are edited. Sample DDIMInvert's LATENT with euler or ddim, add_noise "
+            "disabled, and DDIMInvert's steps and scheduler."
+        ),
+    )

@@ -1,10 +1,10 @@
 """What a Prompt-to-Prompt edit costs: wall time and peak memory, side by side, as ratios.
 
-    python benchmarks/perf.py                       # everything, on the CPU (real SD1.5 shapes)
-    python benchmarks/perf.py --attention-only      # attention calls only: needs torch, not ComfyUI
-    python benchmarks/perf.py --attention-only --device cuda --dtype fp16
+    python -m benchmarks.perf                       # everything, on the CPU (real SD1.5 shapes)
+    python -m benchmarks.perf --attention-only      # attention calls only: needs torch, not ComfyUI
+    python -m benchmarks.perf --attention-only --device cuda --dtype fp16     (from the repo root)
 
-1. Pipeline (CPU, in-process ComfyUI, the real-shape SD1.5 checkpoint of tests/checkpoints.py):
+1. Pipeline (CPU, in-process ComfyUI, the real-shape SD1.5 checkpoint of devtools/checkpoints.py):
    each edit (source + targets from one batch-1 latent) against plain stock KSampler sampling of
    the same 1+N prompts from a batch-(1+N) latent, same model, sampler, steps and cfg. Time: the
    sampler's own run (every `CFGGuider.sample` call of the graph: DDIMInvert's too), one process
@@ -41,12 +41,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from report import ratio, table
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from p2p_core.attention import (  # noqa: E402
+from devtools.comfy_host import REPO, put_comfy_on_path
+from p2p_core.attention import (
     RowLayout,
     fused_cross_attention,
     fused_self_attention,
@@ -54,8 +51,10 @@ from p2p_core.attention import (  # noqa: E402
     reference_cross_attention,
     reference_self_attention,
 )
-from p2p_core.edits import EditPlan  # noqa: E402
-from p2p_core.schedules import Window  # noqa: E402
+from p2p_core.edits import EditPlan
+from p2p_core.schedules import Window
+
+from .report import ratio, table
 
 MB = 2**20
 
@@ -124,11 +123,11 @@ def _child(args: list[str], env: dict[str, str] | None = None) -> dict:
     the JSON line it prints last.
 
     The worker's progress lines (indented) are passed on; the rest of its stderr only on failure."""
-    command = [sys.executable, __file__, *args]
+    command = [sys.executable, "-m", "benchmarks.perf", *args]
     with (
         tempfile.TemporaryFile("w+") as stdout,
         subprocess.Popen(
-            command, stdout=stdout, stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})}
+            command, stdout=stdout, stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})}, cwd=REPO
         ) as proc,
     ):
         log = []
@@ -204,10 +203,7 @@ def sdpa_kernel(heads: int) -> Callable:
 
 def host_kernel(heads: int, device: torch.device) -> Callable:
     """ComfyUI's own `optimized_attention` (sub-quadratic attention on the CPU)."""
-    sys.path.insert(0, str(REPO / "scripts"))
-    from comfy_host import comfy_host
-
-    sys.path.insert(0, str(comfy_host()))
+    put_comfy_on_path()
     import comfy.cli_args
 
     comfy.cli_args.args.cpu = device.type == "cpu"
@@ -509,9 +505,8 @@ class Pipeline:
     once, as in a running ComfyUI), and that measures every sampler run."""
 
     def __init__(self, device: torch.device, memory: bool) -> None:
-        sys.path.insert(0, str(REPO / "tests"))
-        import comfy_harness
-        from checkpoints import checkpoint
+        from devtools import harness as comfy_harness
+        from devtools.checkpoints import checkpoint
 
         comfy_harness.boot()
         import comfy.samplers
@@ -761,7 +756,7 @@ def main() -> None:
     )
     if opts.device.startswith("cuda"):
         print(f"GPU: {torch.cuda.get_device_name(torch.device(opts.device))}")
-    print(f"command: python benchmarks/perf.py {' '.join(sys.argv[1:])}".rstrip())
+    print(f"command: python -m benchmarks.perf {' '.join(sys.argv[1:])}".rstrip())
     if not opts.attention_only:
         if opts.device != "cpu":
             print("\nThe pipeline part runs on the CPU only (the test harness boots ComfyUI with --cpu).")

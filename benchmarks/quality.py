@@ -1,7 +1,7 @@
 """Quality of the demo model and of Prompt-to-Prompt on it, measured by a scene detector.
 
-    .venv/bin/python benchmarks/quality.py                    # everything, 100 seeds per row
-    .venv/bin/python benchmarks/quality.py --part model --seeds 100
+    .venv/bin/python -m benchmarks.quality                    # everything, 100 seeds per row
+    .venv/bin/python -m benchmarks.quality --part model --seeds 100
 
 Every image comes from a real in-process ComfyUI running API-format graphs: the pack's
 P2PDemoModelLoader and P2PDemoEmptyLatent, the stock CLIPTextEncode and KSampler, and the pack's
@@ -39,41 +39,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from report import table
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests"))
+from demo.detect import SceneDetection, detect, fit_shape, match
+from demo.scenes import COLOUR_NAMES, SHAPES, Scene, sample_scenes
+from devtools import harness as comfy_harness
+from devtools.demo_graphs import Sampling, text_to_image_graph
 
-import comfy_harness  # noqa: E402
-from demo.detect import SceneDetection, detect, fit_shape, match  # noqa: E402
-from demo.scenes import COLOUR_NAMES, SHAPES, Scene, sample_scenes  # noqa: E402
-
-
-@dataclass
-class Sampling:
-    """Sampler settings of every graph: by default Prompt-to-Prompt's own (50 DDIM steps, guidance 7.5; on
-    this eps model ComfyUI's euler is the DDIM update)."""
-
-    steps: int = 50
-    cfg: float = 7.5
-    sampler: str = "euler"
-    scheduler: str = "simple"
-
-
-def text_to_image_graph(prompt: str, seed: int, s: Sampling, batch: int = 1) -> dict:
-    """Demo loader -> CLIPTextEncode (prompt, empty negative) -> KSampler -> capture `out`."""
-    return {
-        "model": {"class_type": "P2PDemoModelLoader", "inputs": {}},
-        "positive": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["model", 1], "text": prompt}},
-        "negative": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["model", 1], "text": ""}},
-        "latent": {"class_type": "P2PDemoEmptyLatent", "inputs": {"width": 32, "height": 32, "batch_size": batch}},
-        "sample": {"class_type": "KSampler", "inputs": {
-            "model": ["model", 0], "positive": ["positive", 0], "negative": ["negative", 0],
-            "latent_image": ["latent", 0], "seed": seed, "steps": s.steps, "cfg": s.cfg,
-            "sampler_name": s.sampler, "scheduler": s.scheduler, "denoise": 1.0}},
-        "capture": {"class_type": "P2PTestCaptureLatent", "inputs": {"samples": ["sample", 0], "name": "out"}},
-    }
+from .report import table
 
 
 def run_images(graph: dict) -> torch.Tensor:

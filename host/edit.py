@@ -51,7 +51,7 @@ def apply_edit(model, prompts: PromptSet, plan: EditPlan):
     if previous is None:
         options[STATE_KEY] = EditState(prompts, plan)
     else:
-        options[STATE_KEY] = replace(previous, prompts=prompts, plan=plan, _sigmas=None, _terms={})
+        options[STATE_KEY] = replace(previous, prompts=prompts, plan=plan)
     family.install(patched, sites)
     patched.remove_wrappers_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, WRAPPER_KEY)
     patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, WRAPPER_KEY, edit_outer_sample)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import comfy.k_diffusion.sampling as k_sampling
 import comfy.model_management
 import comfy.patcher_extension
 import comfy.sample
@@ -26,8 +27,8 @@ from .sampling import SampleCall, outer_sample_wrapper, sampler_function
 from .state import edit_state
 
 PIN_KEY = "prompt_to_prompt_inversion"
-PINNING_SAMPLERS = {"sample_euler": "euler / ddim"}
-"""Sampler functions whose step is the Euler step that pinning inverts, by name."""
+PINNING_SAMPLERS = {k_sampling.sample_euler: "euler / ddim"}
+"""Sampler functions whose step is the Euler step that pinning inverts (ComfyUI's ddim is sample_euler)."""
 
 
 def invert_latent(
@@ -43,15 +44,15 @@ def invert_latent(
     `steps` and `scheduler`, flipped. Runs through ComfyUI's own guider (model loading, conditioning,
     latent scaling, patches), with a progress bar and ComfyUI's interrupt."""
     if not math.isclose(cfg, 1.0) and negative is None:
-        raise UserError(f"DDIMInvert: cfg {cfg} needs a negative conditioning (or set cfg to 1)")
+        raise UserError(f"cfg {cfg} needs a negative conditioning (or set cfg to 1)")
     if edit_state(model) is not None or any(isinstance(f, SourcePin) for f in _post_cfg(model)):
-        raise UserError("DDIMInvert: connect the plain model (the one before the P2P edit nodes)")
+        raise UserError("connect the plain model (the one before the P2P edit nodes)")
     sampling = model.get_model_object("model_sampling")
     ones = torch.ones(1, 1, 1, 1)
     started = sampling.noise_scaling(torch.tensor([float(sampling.sigma_max)]), torch.zeros_like(ones), ones)
     if not torch.equal(started, ones):
         raise UserError(
-            "DDIMInvert: this model mixes noise into the latent (flow matching) instead of adding it, so a "
+            "this model mixes noise into the latent (flow matching) instead of adding it, so a "
             "sampler cannot start from an inverted latent; supported: eps and v-prediction models (SD1.x, SD2.x, "
             "SDXL)"
         )
@@ -60,7 +61,7 @@ def invert_latent(
     sigmas = schedule.flip(0)
     if bool((sigmas[1:] <= sigmas[:-1]).any()):
         raise UserError(
-            f"DDIMInvert: the {scheduler!r} schedule of {steps} steps repeats a sigma; choose another scheduler"
+            f"the {scheduler!r} schedule of {steps} steps repeats a sigma; choose another scheduler"
         )
     guider = comfy.samplers.CFGGuider(model)
     guider.inner_set_conds({"positive": positive} if negative is None else {"positive": positive, "negative": negative})
@@ -130,8 +131,7 @@ class SourcePin:
 
     def check_run(self, call: SampleCall) -> torch.Tensor:
         function = sampler_function(call.sampler)
-        name = getattr(function, "__name__", "")
-        if name not in PINNING_SAMPLERS:
+        if function not in PINNING_SAMPLERS:
             raise UserError(
                 f"Prompt-to-Prompt inversion: the sampler {_sampler_name(function)!r} cannot keep the source "
                 f"branch on the inversion; use {' or '.join(PINNING_SAMPLERS.values())}"
@@ -169,7 +169,7 @@ def pin_source(model: Any, inversion: Trajectory | None) -> Any:
         return model
     if inversion.batch != 1:
         raise UserError(
-            f"Prompt-to-Prompt inversion: DDIMInvert inverted {inversion.batch} images; an edit takes one photo "
+            f"inversion: DDIMInvert inverted {inversion.batch} images; an edit takes one photo "
             "(invert a latent of batch 1)"
         )
     pin = SourcePin(inversion)

@@ -3,33 +3,16 @@ from the maps a recorder filed with the samples (paper figure 4)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from ..p2p_core.blending import split_words, word_masks
 from ..p2p_core.maps import heat_panels, phrase_map
-from ..p2p_core.tokens import PromptSet
+from ..p2p_core.tokens import PromptSet, find_word
 from .errors import UserError
 from .recording import find_record
-
-
-def _word_positions(prompts: PromptSet, words: list[str]) -> list[list[list[int] | None]]:
-    """[word][row] positions of each word in each prompt (None where absent); an error for a word in none."""
-    found = []
-    for word in words:
-        per_row = []
-        for prompt in prompts.all:
-            try:
-                per_row.append(prompt.find_phrase(word))
-            except ValueError:
-                per_row.append(None)
-        if all(p is None for p in per_row):
-            listing = "; ".join(
-                f"{'source' if row == 0 else f'target {row}'}: {' '.join(p.words)}" for row, p in enumerate(prompts.all)
-            )
-            raise UserError(f"AttentionMaskExtract: the word {word!r} is in none of the prompts ({listing})")
-        found.append(per_row)
-    return found
 
 
 def _labels(words: list[str], present: list[bool], panel_width: int) -> torch.Tensor:
@@ -49,16 +32,34 @@ def _labels(words: list[str], present: list[bool], panel_width: int) -> torch.Te
     return torch.frombuffer(bytearray(strip.tobytes()), dtype=torch.uint8).reshape(height, -1, 3).float() / 255
 
 
-def _describe(row: int, prompts: PromptSet, mask: torch.Tensor, words: list[str]) -> str:
-    name = "source" if row == 0 else f"target {row}"
-    if not words:
-        return f"{name}: EMPTY mask (none of the words is in {prompts.all[row].text!r})"
-    share = float(mask.float().mean())
-    if share == 0.0:
-        return f"{name}: EMPTY mask for {', '.join(words)} (lower the threshold)"
-    if share == 1.0:
-        return f"{name}: FULL mask for {', '.join(words)} (raise the threshold)"
-    return f"{name}: mask covers {share:.0%} of the image ({', '.join(words)})"
+@dataclass(frozen=True)
+class MaskCoverage:
+    """What one row's mask covers: the report AttentionMaskExtract sends to the editor as UI data."""
+
+    row: str
+    """"source", "target 1", ..."""
+    words: list[str]
+    """The chosen words found in this row's prompt."""
+    share: float
+    """Fraction of the image the mask covers, 0..1."""
+    empty: bool
+    full: bool
+
+    def text(self, prompt: str) -> str:
+        """The report line of this row, for a reader (`prompt`: the row's prompt)."""
+        if not self.words:
+            return f"{self.row}: EMPTY mask (none of the words is in {prompt!r})"
+        words = ", ".join(self.words)
+        if self.empty:
+            return f"{self.row}: EMPTY mask for {words} (lower the threshold)"
+        if self.full:
+            return f"{self.row}: FULL mask for {words} (raise the threshold)"
+        return f"{self.row}: mask covers {self.share:.0%} of the image ({words})"
+
+
+def _coverage(row: int, mask: torch.Tensor, words: list[str]) -> MaskCoverage:
+    share = float(mask.float().mean()) if words else 0.0
+    return MaskCoverage("source" if row == 0 else f"target {row}", words, share, share == 0.0, share == 1.0)
 
 
 def extract_masks(
@@ -69,14 +70,14 @@ def extract_masks(
     threshold: float,
     upscale: int = 8,
     images: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    """(masks [B, H, W], heat-map strips [B, H + label_h, W * words, 3], one report line per row) of the
+) -> tuple[torch.Tensor, torch.Tensor, list[MaskCoverage]]:
+    """(masks [B, H, W], heat-map strips [B, H + label_h, W * words, 3], each row's coverage) of the
     comma-separated `words`, from the maps `model` recorded while sampling `samples` [B, C, h, w];
     H, W = h * upscale, w * upscale. A row's mask unites its words' masks (map > threshold * max)."""
     chosen = split_words(words)
     if not chosen:
-        raise UserError("AttentionMaskExtract: no word given (e.g. 'cat, hat')")
-    positions = _word_positions(prompts, chosen)
+        raise UserError("no word given (e.g. 'cat, hat')")
+    positions = [find_word(prompts.all, word, "words") for word in chosen]
     record = find_record(model, samples, prompts)
     size = (record.output.shape[-2] * upscale, record.output.shape[-1] * upscale)
     rows, grid = prompts.rows, record.maps.shape[-2:]
@@ -85,14 +86,14 @@ def extract_masks(
         for row, found in enumerate(per_row):
             if found is not None:
                 maps[row, w] = phrase_map(record.maps[row], found)
-    masks, lines, strips = [], [], []
+    masks, coverage, strips = [], [], []
     if images is not None:
         images = torch.nn.functional.interpolate(
             images.movedim(-1, 1).float(), size=size, mode="bilinear", align_corners=False
         ).movedim(1, -1)
         images = images.expand(rows, -1, -1, -1) if images.shape[0] == 1 else images
         if images.shape[0] != rows:
-            raise UserError(f"AttentionMaskExtract: {images.shape[0]} images for {rows} samples")
+            raise UserError(f"images: {images.shape[0]} images for {rows} samples")
     panels = heat_panels(maps, size, images)
     for row in range(rows):
         present = [w for w, per_row in enumerate(positions) if per_row[row] is not None]
@@ -100,7 +101,7 @@ def extract_masks(
         if present:
             mask = word_masks(maps[row, present], size, threshold).any(0)
         masks.append(mask.float())
-        lines.append(_describe(row, prompts, mask, [chosen[w] for w in present]))
+        coverage.append(_coverage(row, mask, [chosen[w] for w in present]))
         labels = _labels(chosen, [per_row[row] is not None for per_row in positions], size[1])
         strips.append(torch.cat([panels[row], labels]))
-    return torch.stack(masks), torch.stack(strips), lines
+    return torch.stack(masks), torch.stack(strips), coverage

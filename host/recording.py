@@ -106,13 +106,10 @@ def local_blend(
     blend_start: float = 0.2,
     factor: int = 4,
 ):
-    """(patched model, its LocalBlender): the function behind the LocalBlend node (benchmarks call it)."""
-    try:
-        blender = LocalBlender(
-            prompts, factor, split_words(source_words), split_words(target_words), threshold, blend_start
-        )
-    except ValueError as error:
-        raise UserError(f"LocalBlend: {error}") from None
+    """(patched model, its LocalBlender): the function behind the LocalBlend node (benchmarks call it).
+    ValueError for a bad input (a word in none of the prompts it must be in, a threshold out of range)."""
+    words = split_words(source_words), split_words(target_words)
+    blender = LocalBlender(prompts, factor, *words, threshold, blend_start)
     return attach_recorder(model, prompts, blender), blender
 
 
@@ -122,7 +119,7 @@ def find_record(model, samples: torch.Tensor, prompts: PromptSet):
     recorders = [] if state is None else [o for o in state.observers if isinstance(o, MapRecorder)]
     if not recorders:
         raise UserError(
-            "AttentionMaskExtract: this model records no attention maps: put an Attention Map Recorder (or Local "
+            "this model records no attention maps: put an Attention Map Recorder (or Local "
             "Blend) node before the sampler and connect the model it outputs here"
         )
     check_same_prompts(state.prompts, prompts)
@@ -131,6 +128,6 @@ def find_record(model, samples: torch.Tensor, prompts: PromptSet):
         if record is not None:
             return record
     raise UserError(
-        "AttentionMaskExtract: this model never sampled these samples (or they were changed after sampling): "
+        "this model never sampled these samples (or they were changed after sampling): "
         "connect the LATENT that the sampler using this model put out, and run that sampler"
     )

@@ -1,6 +1,7 @@
-"""The pack's server route: `POST /p2p/align`, how PromptPair's prompts align, for the frontend.
+"""The pack's server routes, for the frontend: `POST /p2p/align`, how PromptPair's prompts align, and
+`GET /p2p/word_inputs`, the inputs of the pack's nodes that name words of the prompts (WORD_INPUTS).
 
-Request (JSON, at most MAX_BODY bytes):
+`POST /p2p/align` request (JSON, at most MAX_BODY bytes):
   {"source": str, "target": str (one target per line), "edit": "replace" | "refine",
    "checks": [{"field": "weights" | "word_schedule" | "source_words" | "target_words" | "words",
                "text": str, "node": any}]}
@@ -29,7 +30,7 @@ from ..p2p_core.alignment import refinement_mapper, replacement_mapper
 from ..p2p_core.blending import split_words
 from ..p2p_core.explain import explain
 from ..p2p_core.schedules import parse_word_values
-from ..p2p_core.tokens import PromptTokens
+from ..p2p_core.tokens import PromptTokens, find_word
 from .prompts import END_OF_WORD, read_tokens, split_targets
 
 MAX_BODY = 32 * 1024
@@ -38,14 +39,16 @@ MAX_PROMPT = 2000
 MAX_TARGETS = 16
 MAX_CHECKS = 32
 MAPPERS = {"replace": replacement_mapper, "refine": refinement_mapper}
-WHERE = {
-    "weights": "targets",
-    "word_schedule": "targets",
-    "source_words": "source",
-    "target_words": "targets",
-    "words": "any",
+WORD_INPUTS = {
+    "AttentionReplace": {"word_schedule": "targets"},
+    "AttentionRefine": {"word_schedule": "targets"},
+    "Reweight": {"weights": "targets"},
+    "LocalBlend": {"source_words": "source", "target_words": "targets"},
+    "AttentionMaskExtract": {"words": "any"},
 }
-"""Each word-naming input of the pack's nodes, and which prompts its words must be in."""
+"""Node id -> its inputs that name words of the prompts -> which prompts the words must be in (served to the
+editor by `GET /p2p/word_inputs`, checked by `POST /p2p/align`)."""
+WHERE = {name: where for inputs in WORD_INPUTS.values() for name, where in inputs.items()}
 
 
 class BadRequest(ValueError):
@@ -96,18 +99,6 @@ def _align(source: PromptTokens, target: PromptTokens, edit: str) -> dict:
     return {"text": target.text, "error": None, "words": words, "removed": [source.words[i] for i in removed]}
 
 
-def _missing(word: str, prompts: list[PromptTokens]) -> str | None:
-    """None when `word` is in one of `prompts`, else the message of the first prompt lacking it."""
-    errors = []
-    for prompt in prompts:
-        try:
-            prompt.find_phrase(word)
-            return None
-        except ValueError as error:
-            errors.append(str(error))
-    return errors[0]
-
-
 def _check(check: dict, source: PromptTokens, targets: list[PromptTokens]) -> list[dict]:
     field = check.get("field")
     if field not in WHERE:
@@ -126,9 +117,10 @@ def _check(check: dict, source: PromptTokens, targets: list[PromptTokens]) -> li
     prompts = {"source": [source], "targets": targets, "any": [source, *targets]}[WHERE[field]]
     problems = []
     for word in words:
-        message = _missing(word, prompts)
-        if message is not None:
-            problems.append({"field": field, "node": node, "word": word, "message": f"{field}: {message}"})
+        try:
+            find_word(prompts, word, field)
+        except ValueError as error:
+            problems.append({"field": field, "node": node, "word": word, "message": str(error)})
     return problems
 
 
@@ -177,6 +169,10 @@ async def align_route(request: web.Request) -> web.Response:
         return web.json_response({"error": str(error)}, status=400)
 
 
+async def word_inputs_route(request: web.Request) -> web.Response:
+    return web.json_response({node: list(inputs) for node, inputs in WORD_INPUTS.items()})
+
+
 def register_routes() -> None:
     """Adds the routes to the running ComfyUI server; nothing when ComfyUI runs without one (in-process tests)."""
     from server import PromptServer
@@ -184,3 +180,4 @@ def register_routes() -> None:
     instance = getattr(PromptServer, "instance", None)
     if instance is not None:
         instance.routes.post("/p2p/align")(align_route)
+        instance.routes.get("/p2p/word_inputs")(word_inputs_route)

@@ -13,7 +13,7 @@ import comfy.k_diffusion.sampling as k_sampling
 import torch
 
 from .errors import UserError
-from .state import STATE_KEY, EditState
+from .state import RUN_KEY, STATE_KEY, EditRun, EditState
 
 WRAPPER_KEY = "prompt_to_prompt"
 
@@ -64,16 +64,35 @@ def outer_sample_wrapper(function: Callable[[SampleCall], torch.Tensor]) -> Call
     return wrapper
 
 
+BROWNIAN_NOISE_SAMPLERS = frozenset(
+    getattr(k_sampling, name)
+    for name in (
+        "sample_dpmpp_sde",
+        "sample_dpmpp_sde_gpu",
+        "sample_dpmpp_2m_sde",
+        "sample_dpmpp_2m_sde_gpu",
+        "sample_dpmpp_2m_sde_heun",
+        "sample_dpmpp_2m_sde_heun_gpu",
+        "sample_dpmpp_3m_sde",
+        "sample_dpmpp_3m_sde_gpu",
+    )
+    if hasattr(k_sampling, name)
+)
+"""k-diffusion's samplers whose own noise is a Brownian tree (the others draw fresh Gaussian noise per step)."""
+
+
 def sampler_function(sampler: Any) -> Any:
-    """The k-diffusion sampling function behind a ComfyUI sampler object (KSAMPLER), or the object itself."""
-    return getattr(sampler, "sampler_function", sampler)
+    """The k-diffusion sampling function behind a ComfyUI sampler object (KSAMPLER), through the wrappers
+    that name what they wrap (`functools.wraps`); the object itself when it has none."""
+    return inspect.unwrap(getattr(sampler, "sampler_function", sampler))
 
 
 def _shared_noise_sampler(function: Any, noise: torch.Tensor, sigmas: torch.Tensor, seed: int | None):
-    """A noise sampler that draws one row and gives it to every branch (ancestral and SDE samplers)."""
+    """A noise sampler that draws one row and gives it to every branch (ancestral and SDE samplers), of the
+    kind the sampler `function` draws itself (recognised by identity, not by name)."""
     first = noise[:1]
     rows = noise.shape[0]
-    if "sde" in function.__name__ and function.__name__ != "sample_er_sde":
+    if inspect.unwrap(function) in BROWNIAN_NOISE_SAMPLERS:
         positive = sigmas[sigmas > 0]
         one_row = k_sampling.BrownianTreeNoiseSampler(first, positive.min(), sigmas.max(), seed=seed, cpu=True)
     else:
@@ -95,8 +114,10 @@ def check_conditioning(guider: Any, rows: int) -> None:
 
 @outer_sample_wrapper
 def edit_outer_sample(call: SampleCall) -> torch.Tensor:
-    """Give every branch the source's latent and noise, and ancestral/SDE samplers one shared noise."""
-    state: EditState = call.guider.model_options["transformer_options"][STATE_KEY]
+    """Give every branch the source's latent and noise, ancestral/SDE samplers one shared noise, and the
+    attention patches this run's EditRun."""
+    options = call.guider.model_options["transformer_options"]  # this run's copy (CFGGuider.sample)
+    state: EditState = options[STATE_KEY]
     rows = state.prompts.rows
     latent_image, denoise_mask = call.latent_image, call.denoise_mask
     batch = latent_image.shape[0]
@@ -118,18 +139,20 @@ def edit_outer_sample(call: SampleCall) -> torch.Tensor:
     )
     sampler = call.sampler
     function = getattr(sampler, "sampler_function", None)
-    options = getattr(sampler, "extra_options", None)
+    extra = getattr(sampler, "extra_options", None)
     shares = (
         function is not None
-        and options is not None
+        and extra is not None
         and "noise_sampler" in inspect.signature(function).parameters
-        and options.get("noise_sampler") is None
+        and extra.get("noise_sampler") is None
     )
-    if not shares:
-        return call.run()
-    # The sampler object may be a cached node output: set and restore, never mutate its dict.
-    sampler.extra_options = {**options, "noise_sampler": _shared_noise_sampler(function, noise, call.sigmas, call.seed)}
+    options[RUN_KEY] = EditRun(state)
+    if shares:  # the sampler object may be a cached node output: set and restore, never mutate its dict
+        noise_sampler = _shared_noise_sampler(function, noise, call.sigmas, call.seed)
+        sampler.extra_options = {**extra, "noise_sampler": noise_sampler}
     try:
         return call.run()
     finally:
-        sampler.extra_options = options
+        del options[RUN_KEY]
+        if shares:
+            sampler.extra_options = extra

@@ -1,8 +1,9 @@
-"""The edit state a model carries in `transformer_options[STATE_KEY]`: what the attention patches read."""
+"""The edit state a model carries in `transformer_options[STATE_KEY]`, and the state of one sampling run of it
+(`EditRun`, in `transformer_options[RUN_KEY]` during the run): what the attention patches read."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -11,29 +12,37 @@ from ..p2p_core.schedules import schedule_step
 from ..p2p_core.tokens import PromptSet
 
 STATE_KEY = "p2p_edit"
+RUN_KEY = "p2p_edit_run"
 
 
-@dataclass
+@dataclass(frozen=True)
 class EditState:
-    """What the patches read from `transformer_options[STATE_KEY]` while sampling."""
+    """The edit a model carries in `transformer_options[STATE_KEY]`: immutable, shared by every clone."""
 
     prompts: PromptSet
     plan: EditPlan
     reference: bool = False
     observers: tuple = ()
-    """Objects with `observe_cross(q, k, options, step, chunk_starts)`, called by every cross-attention
-    layer before the edit (local blend and mask recorders). Shared, not copied, when the model is cloned."""
-    _sigmas: torch.Tensor | None = field(default=None, repr=False)
-    _step: tuple[int, int] = (0, 1)
-    _terms: dict[tuple, CrossTerms | None] = field(default_factory=dict, repr=False)
+    """Objects with `observe_cross(q, k, heads, latent_grid, step, chunk_starts)` (p2p_core.maps.MapRecorder),
+    called by every cross-attention layer before the edit (local blend and mask recorders). Shared, not
+    copied, when the model is cloned."""
 
     def __deepcopy__(self, memo: dict) -> EditState:
-        # ComfyUI deep-copies model_options on clone; the plan is immutable and the observers are
-        # stores that the clone must keep reporting to.
-        return replace(self, _sigmas=None, _terms={})
+        return self  # immutable; ComfyUI deep-copies model_options on every clone, the observers must stay shared
 
     def with_observer(self, observer) -> EditState:
-        return replace(self, observers=(*self.observers, observer), _sigmas=None, _terms={})
+        return replace(self, observers=(*self.observers, observer))
+
+
+class EditRun:
+    """One sampling run of an edit, in `transformer_options[RUN_KEY]` while it lasts: the edit's outer-sample
+    wrapper creates it, the attention patches read it. Holds what every layer of one model call shares."""
+
+    def __init__(self, state: EditState) -> None:
+        self.state = state
+        self._sigmas: torch.Tensor | None = None
+        self._step: tuple[int, int] = (0, 1)
+        self._terms: dict[tuple, CrossTerms | None] = {}
 
     def step(self, options: dict) -> tuple[int, int]:
         """(step, steps) of this model call, computed once per call (one host sync)."""
@@ -46,11 +55,10 @@ class EditState:
         return self._step
 
     def cross_terms(self, step: tuple[int, int], nk: int, like: torch.Tensor) -> CrossTerms | None:
+        """The plan's cross-attention terms at `step` for `nk` keys, on `like`'s device and dtype, made once."""
         key = (step, nk, like.device, like.dtype)
         if key not in self._terms:
-            if len(self._terms) > 256:
-                self._terms.clear()
-            self._terms[key] = self.plan.cross_terms(*step, nk, like.device, like.dtype)
+            self._terms[key] = self.state.plan.cross_terms(*step, nk, like.device, like.dtype)
         return self._terms[key]
 
 

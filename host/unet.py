@@ -22,7 +22,7 @@ from ..p2p_core.attention import (
     reference_cross_attention,
     reference_self_attention,
 )
-from .state import STATE_KEY, EditState
+from .state import RUN_KEY, EditRun
 
 KINDS = ("attn1", "attn2")
 """ComfyUI's replace-patch names of a transformer block's self (attn1) and cross (attn2) attention."""
@@ -61,16 +61,19 @@ class AttentionPatch:
 
     def __call__(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, options: dict) -> torch.Tensor:
         attend = self.attend(options)
-        state: EditState | None = options.get(STATE_KEY)
-        if state is None:
+        run: EditRun | None = options.get(RUN_KEY)
+        if run is None:  # outside a sampling run of the edit (the edit's outer-sample wrapper starts one)
             return attend(q, k, v)
+        state = run.state
         starts = cond_chunk_starts(options, q.shape[0], state.prompts.rows)
         if starts is None:
             return attend(q, k, v)
-        step = state.step(options)
-        if self.kind == "attn2":
+        step = run.step(options)
+        if self.kind == "attn2" and state.observers:
+            latent = options.get("original_shape")
+            grid = tuple(latent[-2:]) if latent else None
             for observer in state.observers:
-                observer.observe_cross(q, k, options, step, starts)
+                observer.observe_cross(q, k, options["n_heads"], grid, step, starts)
         if not starts or not state.plan.targets:
             return attend(q, k, v)
         layout = row_layout(tuple(starts), state.prompts.rows - 1)
@@ -79,7 +82,7 @@ class AttentionPatch:
         # the host's kernel, since another pack's patch may expect every query (a spatial mask).
         chunk = query_chunk(q) if self.inner is None and q.device.type == "cpu" else None
         if self.kind == "attn2":
-            terms = state.cross_terms(step, k.shape[1], v)
+            terms = run.cross_terms(step, k.shape[1], v)
             if terms is None:
                 return attend(q, k, v)
             if state.reference:

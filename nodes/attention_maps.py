@@ -3,18 +3,20 @@ heat maps (host/recording.py and host/masks.py do the work)."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 from comfy_api.latest import io, ui
 
 from ..host.masks import extract_masks
 from ..host.recording import attach_recorder
-from ..p2p_core.maps import RESOLUTIONS, MapRecorder
+from ..p2p_core.maps import MapRecorder
 from ..p2p_core.tokens import PromptSet
-from .inputs import resolution_input
-from .types import CATEGORY, P2PPrompts
+from .inputs import ResolutionChoice, resolution_factor, resolution_input
+from .types import CATEGORY, P2PPrompts, names_errors
 
 
-class AttentionMapRecorder(io.ComfyNode):
+class AttentionMapRecorder(ResolutionChoice, io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
@@ -38,9 +40,10 @@ class AttentionMapRecorder(io.ComfyNode):
             ],
         )
 
+    @names_errors
     @classmethod
     def execute(cls, model, prompts: PromptSet, resolution: str | None = None) -> io.NodeOutput:
-        factor = RESOLUTIONS[resolution or next(iter(RESOLUTIONS))]
+        factor = resolution_factor(resolution)
         return io.NodeOutput(attach_recorder(model, prompts, MapRecorder(prompts, factor)))
 
 
@@ -97,6 +100,7 @@ class AttentionMaskExtract(io.ComfyNode):
             ],
         )
 
+    @names_errors
     @classmethod
     def execute(
         cls,
@@ -108,5 +112,7 @@ class AttentionMaskExtract(io.ComfyNode):
         upscale: int = 8,
         images: torch.Tensor | None = None,
     ) -> io.NodeOutput:
-        masks, strips, lines = extract_masks(model, samples["samples"], prompts, words, threshold, upscale, images)
-        return io.NodeOutput(masks, strips, ui=ui.PreviewText("\n".join(lines)))
+        masks, strips, coverage = extract_masks(model, samples["samples"], prompts, words, threshold, upscale, images)
+        text = "\n".join(row.text(prompt.text) for row, prompt in zip(coverage, prompts.all, strict=True))
+        report = [dataclasses.asdict(row) for row in coverage]
+        return io.NodeOutput(masks, strips, ui={**ui.PreviewText(text).as_dict(), "p2p_masks": report})

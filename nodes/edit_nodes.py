@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from comfy_api.latest import io
 
 from ..host.edit import apply_edit
 from ..host.errors import UserError, check_same_prompts
 from ..host.inversion import pin_source
 from ..host.state import edit_state
-from ..p2p_core.plans import SELF_LAYERS, refine_plan, replace_plan, reweighted_plan
-from .inputs import inversion_input, window_inputs
-from .types import CATEGORY, P2PPrompts
+from ..p2p_core.edits import EditPlan
+from ..p2p_core.plans import refine_plan, replace_plan, reweighted_plan
+from .inputs import SelfLayersChoice, inversion_input, self_layers_id, window_inputs
+from .types import CATEGORY, P2PPrompts, names_errors
 
 
 def _range(start: float, end: float, what: str) -> str:
@@ -22,7 +25,7 @@ def _range(start: float, end: float, what: str) -> str:
 def _edit(
     model,
     prompts,
-    build,
+    build: Callable[..., EditPlan],
     inversion=None,
     *,
     cross_replace: float,
@@ -38,7 +41,7 @@ def _edit(
         _range(cross_start, cross_replace, "cross_replace"),
         _range(self_start, self_replace, "self_replace"),
         word_schedule or "",
-        self_layers or next(iter(SELF_LAYERS)),
+        self_layers_id(self_layers),
     )
     return io.NodeOutput(pin_source(apply_edit(model, prompts, plan), inversion))
 
@@ -59,7 +62,21 @@ def _schema(node_id: str, display: str, description: str, cross: float, self_: f
     )
 
 
-class AttentionReplace(io.ComfyNode):
+class _WindowEdit(SelfLayersChoice, io.ComfyNode):
+    """AttentionReplace and AttentionRefine: the plan `build` with the window inputs."""
+
+    build: Callable[..., EditPlan]
+    """replace_plan or refine_plan (a staticmethod of the subclass)."""
+
+    @names_errors
+    @classmethod
+    def execute(cls, model, prompts, inversion=None, **window) -> io.NodeOutput:
+        return _edit(model, prompts, cls.build, inversion, **window)
+
+
+class AttentionReplace(_WindowEdit):
+    build = staticmethod(replace_plan)
+
     @classmethod
     def define_schema(cls) -> io.Schema:
         return _schema(
@@ -71,12 +88,10 @@ class AttentionReplace(io.ComfyNode):
             0.4,
         )
 
-    @classmethod
-    def execute(cls, model, prompts, inversion=None, **window) -> io.NodeOutput:
-        return _edit(model, prompts, replace_plan, inversion, **window)
 
+class AttentionRefine(_WindowEdit):
+    build = staticmethod(refine_plan)
 
-class AttentionRefine(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return _schema(
@@ -87,10 +102,6 @@ class AttentionRefine(io.ComfyNode):
             0.8,
             0.4,
         )
-
-    @classmethod
-    def execute(cls, model, prompts, inversion=None, **window) -> io.NodeOutput:
-        return _edit(model, prompts, refine_plan, inversion, **window)
 
 
 class Reweight(io.ComfyNode):
@@ -122,6 +133,7 @@ class Reweight(io.ComfyNode):
             outputs=[io.Model.Output(tooltip="The patched model.")],
         )
 
+    @names_errors
     @classmethod
     def execute(
         cls, model, prompts, weights: str, cross_replace: float, self_replace: float, inversion=None

@@ -1,12 +1,67 @@
-"""Inputs that several nodes share: the edit windows, the map resolution, the inversion."""
+"""Inputs that several nodes share: the edit windows, the map resolution, the inversion; and the stable ids of
+the choice inputs (an id is what a workflow stores; the label it had before the ids still loads)."""
 
 from __future__ import annotations
 
 from comfy_api.latest import io
 
-from ..p2p_core.maps import RESOLUTIONS
-from ..p2p_core.plans import SELF_LAYERS
+from ..host.errors import UserError
+from ..p2p_core.maps import DEFAULT_RESOLUTION, RESOLUTION_LABELS, RESOLUTIONS
+from ..p2p_core.plans import DEFAULT_SELF_LAYERS, SELF_LAYER_LABELS, SELF_LAYERS
 from .types import P2PInversion
+
+
+def choice_id(value: str | None, labels: dict[str, str], default: str, what: str) -> str:
+    """The id of a choice input's `value`: an id of `labels`, or its label (workflows saved before the ids);
+    `default` when the input is absent. A UserError naming `what` and the ids otherwise."""
+    if value is None:
+        return default
+    if value in labels:
+        return value
+    for choice, label in labels.items():
+        if value == label:
+            return choice
+    raise UserError(f"{what}: {value!r} is not one of {', '.join(labels)}")
+
+
+def self_layers_id(value: str | None) -> str:
+    """The `self_layers` input's id (see choice_id)."""
+    return choice_id(value, SELF_LAYER_LABELS, DEFAULT_SELF_LAYERS, "self_layers")
+
+
+def resolution_factor(value: str | None) -> int:
+    """The downsampling factor of the `resolution` input's choice (see choice_id)."""
+    return RESOLUTIONS[choice_id(value, RESOLUTION_LABELS, DEFAULT_RESOLUTION, "resolution")]
+
+
+def validate_choice(value: str | None, labels: dict[str, str], what: str) -> bool | str:
+    """A node's `validate_inputs` answer for a choice input: True, or the reason it is refused. Naming the input
+    there replaces ComfyUI's own check that the value is an option, so that former labels load."""
+    try:
+        choice_id(value, labels, "", what)
+    except UserError as error:
+        return str(error)
+    return True
+
+
+class ResolutionChoice:
+    """Mixin of the nodes with a `resolution` input (before io.ComfyNode): its ids and former labels load."""
+
+    @classmethod
+    def validate_inputs(cls, resolution: str | None = None) -> bool | str:
+        return validate_choice(resolution, RESOLUTION_LABELS, "resolution")
+
+
+class SelfLayersChoice:
+    """Mixin of the nodes with a `self_layers` input (before io.ComfyNode): its ids and former labels load."""
+
+    @classmethod
+    def validate_inputs(cls, self_layers: str | None = None) -> bool | str:
+        return validate_choice(self_layers, SELF_LAYER_LABELS, "self_layers")
+
+
+def _described(labels: dict[str, str]) -> str:
+    return "; ".join(f"{choice}: {label}" for choice, label in labels.items())
 
 
 def window_inputs(cross: float, self_: float) -> list[io.Input]:
@@ -65,11 +120,12 @@ def window_inputs(cross: float, self_: float) -> list[io.Input]:
         io.Combo.Input(
             "self_layers",
             options=list(SELF_LAYERS),
-            default=next(iter(SELF_LAYERS)),
+            default=DEFAULT_SELF_LAYERS,
             optional=True,
             tooltip=(
                 "Which self-attention layers take the source's maps: the coarse ones (as the paper) keep "
-                "the layout and let details change; more layers keep more detail."
+                "the layout and let details change; more layers keep more detail "
+                f"({_described(SELF_LAYER_LABELS)})."
             ),
         ),
     ]
@@ -80,12 +136,13 @@ def resolution_input() -> io.Combo.Input:
     return io.Combo.Input(
         "resolution",
         options=list(RESOLUTIONS),
-        default=next(iter(RESOLUTIONS)),
+        default=DEFAULT_RESOLUTION,
         optional=True,
         tooltip=(
             "Which cross-attention layers the maps come from, by their size against the image. The paper uses "
             "1/32 (16x16 at 512 px, 32x32 at 1024 px): coarse but reliable. Finer maps follow edges more closely "
-            "and are noisier; a model without layers at that size says so when it samples."
+            "and are noisier; a model without layers at that size says so when it samples "
+            f"({_described(RESOLUTION_LABELS)})."
         ),
     )
 

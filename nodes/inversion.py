@@ -6,7 +6,7 @@ import comfy.samplers
 from comfy_api.latest import io
 
 from ..host.inversion import invert_latent
-from .types import CATEGORY, P2PInversion
+from .types import CATEGORY, P2PInversion, names_errors
 
 
 class DDIMInvert(io.ComfyNode):
@@ -72,6 +72,7 @@ class DDIMInvert(io.ComfyNode):
             ],
         )
 
+    @names_errors
     @classmethod
     def execute(cls, model, positive, latent, steps, scheduler, cfg=1.0, negative=None) -> io.NodeOutput:
         noise, trajectory = invert_latent(model, positive, latent["samples"], steps, scheduler, cfg, negative)

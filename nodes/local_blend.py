@@ -6,13 +6,12 @@ from comfy_api.latest import io
 
 from ..host.inversion import pin_source
 from ..host.recording import local_blend
-from ..p2p_core.maps import RESOLUTIONS
 from ..p2p_core.tokens import PromptSet
-from .inputs import inversion_input, resolution_input
-from .types import CATEGORY, P2PPrompts
+from .inputs import ResolutionChoice, inversion_input, resolution_factor, resolution_input
+from .types import CATEGORY, P2PPrompts, names_errors
 
 
-class LocalBlend(io.ComfyNode):
+class LocalBlend(ResolutionChoice, io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
@@ -69,6 +68,7 @@ class LocalBlend(io.ComfyNode):
             ],
         )
 
+    @names_errors
     @classmethod
     def execute(
         cls,
@@ -81,6 +81,6 @@ class LocalBlend(io.ComfyNode):
         resolution: str | None = None,
         inversion=None,
     ) -> io.NodeOutput:
-        factor = RESOLUTIONS[resolution or next(iter(RESOLUTIONS))]
+        factor = resolution_factor(resolution)
         patched, _ = local_blend(model, prompts, source_words, target_words, threshold, blend_start, factor)
         return io.NodeOutput(pin_source(patched, inversion))

@@ -6,7 +6,7 @@ from comfy_api.latest import io
 
 from ..host.errors import UserError
 from ..host.prompts import encode_prompts, split_targets
-from .types import CATEGORY, P2PPrompts
+from .types import CATEGORY, P2PPrompts, names_errors
 
 
 class PromptPair(io.ComfyNode):
@@ -45,12 +45,13 @@ class PromptPair(io.ComfyNode):
             ],
         )
 
+    @names_errors
     @classmethod
     def execute(cls, clip, source: str, target: str) -> io.NodeOutput:
         targets = split_targets(target)
         if not source.strip():
-            raise UserError("PromptPair: the source prompt is empty")
+            raise UserError("the source prompt is empty")
         if not targets:
-            raise UserError("PromptPair: the target prompt is empty (write one target per line)")
+            raise UserError("the target prompt is empty (write one target per line)")
         conditioning, prompts = encode_prompts(clip, source, targets)
         return io.NodeOutput(conditioning, prompts)

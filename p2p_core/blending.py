@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from .maps import MapRecorder, phrase_map
-from .tokens import PromptSet
+from .tokens import PromptSet, find_word
 
 
 def word_masks(maps: torch.Tensor, size: tuple[int, int], threshold: float) -> torch.Tensor:
@@ -31,21 +31,6 @@ def word_masks(maps: torch.Tensor, size: tuple[int, int], threshold: float) -> t
 def split_words(text: str) -> list[str]:
     """'cat, red hat' -> ['cat', 'red hat']."""
     return [word.strip() for word in text.split(",") if word.strip()]
-
-
-def target_positions(prompts: PromptSet, words: list[str]) -> list[list[list[int]]]:
-    """Per target, the positions of each of `words` found in it; ValueError naming a word found in none."""
-    found: list[list[list[int]]] = [[] for _ in prompts.targets]
-    for word in words:
-        errors = []
-        for per_target, target in zip(found, prompts.targets, strict=True):
-            try:
-                per_target.append(target.find_phrase(word))
-            except ValueError as missing:
-                errors.append(str(missing))
-        if len(errors) == len(prompts.targets):
-            raise ValueError("; ".join(errors))
-    return found
 
 
 class LocalBlender(MapRecorder):
@@ -67,8 +52,12 @@ class LocalBlender(MapRecorder):
         if not 0.0 <= threshold <= 1.0 or not 0.0 <= start <= 1.0:
             raise ValueError(f"local blend: threshold {threshold} and blend_start {start} must lie in 0..1")
         super().__init__(prompts, factor)
-        self.source_positions = [prompts.source.find_phrase(word) for word in source_words]
-        self.target_positions = target_positions(prompts, target_words)
+        self.source_positions = [find_word([prompts.source], word, "source_words")[0] for word in source_words]
+        found = [find_word(prompts.targets, word, "target_words") for word in target_words]
+        self.target_positions = [
+            [per_target[t] for per_target in found if per_target[t] is not None] for t in range(len(prompts.targets))
+        ]
+        """Per target, the positions of each target word found in it."""
         self.threshold = threshold
         self.start = start
         self.last_mask: torch.Tensor | None = None

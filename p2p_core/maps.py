@@ -8,8 +8,9 @@ map per layer or per step: `average()` is the mean over heads, layers and every 
 the run so far (the paper's local blend reads the same running average of its attention store).
 Word maps are sums over the word's positions (a word split into several tokens, or a phrase).
 
-Shapes: q [B, Nq, H*D], k [B, Nk, H*D] as ComfyUI's attention patches see them; the batch is made
-of chunks of R rows (source, then targets), `chunk_starts` naming the conditional chunks.
+Shapes: q [B, Nq, H*D], k [B, Nk, H*D] as a host's cross-attention sees them (H heads), on a latent grid
+(H_lat, W_lat); the batch is made of chunks of R rows (source, then targets), `chunk_starts` naming the
+conditional chunks.
 """
 
 from __future__ import annotations
@@ -21,24 +22,29 @@ import torch
 
 from .tokens import PromptSet
 
-RESOLUTIONS = {
-    "1/32 of the image (paper: 16x16 at 512 px)": 4,
-    "1/64 of the image (8x8 at 512 px)": 8,
-    "1/16 of the image (32x32 at 512 px)": 2,
-    "1/8 of the image (64x64 at 512 px)": 1,
+RESOLUTIONS = {"1/32": 4, "1/64": 8, "1/16": 2, "1/8": 1}
+"""Map resolution id (the layers' side against the image's, stored in workflows) -> downsampling factor of the
+layers against the latent (1/8 of the image)."""
+DEFAULT_RESOLUTION = "1/32"
+"""The paper's."""
+RESOLUTION_LABELS = {
+    "1/32": "1/32 of the image (paper: 16x16 at 512 px)",
+    "1/64": "1/64 of the image (8x8 at 512 px)",
+    "1/16": "1/16 of the image (32x32 at 512 px)",
+    "1/8": "1/8 of the image (64x64 at 512 px)",
 }
-"""Map resolution choice -> downsampling factor of the layers against the latent (1/8 of the image)."""
+"""Each resolution id's description (what workflows saved before the ids hold; they still load)."""
 
 CHUNK_ELEMENTS = 1 << 22
 """Largest block of attention logits formed at once (16 MiB in float32)."""
 
 
-def layer_grid(latent_shape: list[int] | None, queries: int) -> tuple[int, int, int] | None:
-    """(factor, h, w) of a layer with `queries` positions on a latent [..., H, W]: the UNet halves
+def layer_grid(latent_grid: tuple[int, int] | None, queries: int) -> tuple[int, int, int] | None:
+    """(factor, h, w) of a layer with `queries` positions on a latent grid (H, W): the UNet halves
     the side with padding, so level f has ceil(H / f) x ceil(W / f) positions. None if no level fits."""
-    if not latent_shape:
+    if not latent_grid:
         return None
-    height, width = latent_shape[-2:]
+    height, width = latent_grid
     for level in range(8):
         factor = 1 << level
         h, w = math.ceil(height / factor), math.ceil(width / factor)
@@ -101,11 +107,19 @@ class MapRecorder:
         self.seen_factors: set[int] = set()
 
     def observe_cross(
-        self, q: torch.Tensor, k: torch.Tensor, options: dict, step: tuple[int, int], chunk_starts: list[int]
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        heads: int,
+        latent_grid: tuple[int, int] | None,
+        step: tuple[int, int],
+        chunk_starts: list[int],
     ) -> None:
+        """Add one cross-attention call's maps: q [B, Nq, H*D], k [B, Nk, H*D] with `heads` heads, on a
+        latent of `latent_grid` (H_lat, W_lat; None when unknown), at (step, steps)."""
         if not chunk_starts:
             return
-        grid = layer_grid(options.get("original_shape"), q.shape[1])
+        grid = layer_grid(latent_grid, q.shape[1])
         if grid is None:
             return
         factor, h, w = grid
@@ -114,7 +128,7 @@ class MapRecorder:
             return
         rows = self.prompts.rows
         index = torch.tensor([start + r for start in chunk_starts for r in range(rows)], device=q.device)
-        maps = head_mean_maps(q[index], k[index], options["n_heads"])
+        maps = head_mean_maps(q[index], k[index], heads)
         maps = maps.reshape(len(chunk_starts), rows, *maps.shape[1:]).sum(0)  # [R, Nq, Nk]
         longest = max(p.length for p in self.prompts.all)
         if self._total is None or self._grid != (h, w):

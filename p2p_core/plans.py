@@ -9,33 +9,22 @@ import torch
 from .alignment import refinement_mapper, replacement_mapper
 from .edits import EditPlan
 from .schedules import Window, parse_number, parse_word_values
-from .tokens import PromptSet, PromptTokens
+from .tokens import PromptSet, PromptTokens, find_word
 
 Mapper = Callable[[PromptTokens, PromptTokens], tuple[torch.Tensor, torch.Tensor]]
 
-SELF_LAYERS = {
-    "coarse (paper: 16x16 at 512 px)": 4,
-    "medium (up to 32x32 at 512 px)": 2,
-    "all layers": 1,
+SELF_LAYERS = {"coarse": 4, "medium": 2, "all": 1}
+"""Self-attention injection: layer choice id (stored in workflows) -> the least downsampling factor against the
+latent."""
+SELF_LAYER_LABELS = {
+    "coarse": "coarse (paper: 16x16 at 512 px)",
+    "medium": "medium (up to 32x32 at 512 px)",
+    "all": "all layers",
 }
-"""Self-attention injection: layer choice -> the least downsampling factor against the latent."""
+"""Each choice's description (what workflows saved before the ids hold; they still load)."""
+DEFAULT_SELF_LAYERS = "coarse"
 
 WEIGHT_RANGE = (-10.0, 10.0)
-
-
-def _in_targets(prompts: PromptSet, word: str, what: str) -> list[tuple[int, ...] | None]:
-    """Positions of `word` in each target (None where absent); an error if it is in none."""
-    found: list[tuple[int, ...] | None] = []
-    error = None
-    for target in prompts.targets:
-        try:
-            found.append(tuple(target.find_phrase(word)))
-        except ValueError as missing:
-            found.append(None)
-            error = error or missing
-    if all(f is None for f in found):
-        raise ValueError(f"{what}: {error}")
-    return found
 
 
 def word_windows(prompts: PromptSet, word_schedule: str) -> list[dict[tuple[int, ...], Window]]:
@@ -43,9 +32,9 @@ def word_windows(prompts: PromptSet, word_schedule: str) -> list[dict[tuple[int,
     windows: list[dict[tuple[int, ...], Window]] = [{} for _ in prompts.targets]
     for word, value in parse_word_values(word_schedule, "word_schedule"):
         window = Window.parse(value, f"word_schedule {word!r}")
-        for per_target, positions in zip(windows, _in_targets(prompts, word, "word_schedule"), strict=True):
+        for per_target, positions in zip(windows, find_word(prompts.targets, word, "word_schedule"), strict=True):
             if positions is not None:
-                per_target[positions] = window
+                per_target[tuple(positions)] = window
     return windows
 
 
@@ -55,7 +44,7 @@ def edit_plan(
     cross_replace: float | str,
     self_replace: float | str,
     word_schedule: str = "",
-    self_layers: str = next(iter(SELF_LAYERS)),
+    self_layers: str = DEFAULT_SELF_LAYERS,
 ) -> EditPlan:
     """A replace or refine plan: `mapper` is replacement_mapper or refinement_mapper."""
     if not prompts.targets:
@@ -97,7 +86,9 @@ def reweighted_plan(plan: EditPlan, prompts: PromptSet, weights: str) -> EditPla
                 f"weights {word!r}: {len(values)} values for {len(prompts.targets)} target prompts; give one "
                 "value, or one per target (a fader sweep repeats the target on several lines)"
             )
-        for factors, positions, factor in zip(per_target, _in_targets(prompts, word, "weights"), values, strict=True):
+        found = find_word(prompts.targets, word, "weights")
+        for factors, positions, factor in zip(per_target, found, values, strict=True):
             if positions is not None:
-                factors[positions] = factors.get(positions, 1.0) * factor
+                key = tuple(positions)
+                factors[key] = factors.get(key, 1.0) * factor
     return plan.reweighted(per_target)

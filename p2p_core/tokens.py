@@ -83,3 +83,23 @@ class PromptSet:
     @property
     def all(self) -> tuple[PromptTokens, ...]:
         return (self.source, *self.targets)
+
+
+def find_word(prompts: tuple[PromptTokens, ...] | list[PromptTokens], word: str, what: str) -> list[list[int] | None]:
+    """Context positions of `word` (one or more words) in each of `prompts`, None where it is absent: the one
+    word finder of plans, local blend, mask extraction and the editor's checks.
+
+    Raises ValueError, starting with `what` (the input naming the word), when `word` is empty or in none of
+    `prompts`; the message names the word and lists each prompt's words."""
+    if not any(normalise_word(w) for w in word.split()):
+        raise ValueError(f"{what}: empty word {word!r}")
+    found: list[list[int] | None] = []
+    for prompt in prompts:
+        try:
+            found.append(prompt.find_phrase(word))
+        except ValueError:
+            found.append(None)
+    if all(positions is None for positions in found):
+        listing = "; nor in ".join(f"{p.text!r} (its words: {' '.join(p.words)})" for p in prompts)
+        raise ValueError(f"{what}: the word {word!r} is not in the prompt {listing}")
+    return found

@@ -5,4 +5,4 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 bash scripts/setup.sh
-exec .venv/bin/python scripts/run_workflows.py "$@"
+exec .venv/bin/python -m scripts.run_workflows "$@"

@@ -5,7 +5,9 @@ Workflows made for a checkpoint this machine does not have (SD1.5, SDXL) are ski
 the others run on the pack's built-in demo model. The pictures the demo workflows load (demo/images/)
 are copied into ComfyUI's input folder first, where Load Image finds them.
 
-    .venv/bin/python scripts/run_workflows.py [NAME ...]
+    .venv/bin/python -m scripts.run_workflows [NAME ...]      (from the repo root; scripts/demo.sh)
+
+The host is devtools.harness, booted without the test fixture nodes.
 """
 
 from __future__ import annotations
@@ -16,10 +18,8 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))
-
-import comfy_harness  # noqa: E402
+from devtools import harness
+from devtools.comfy_host import REPO
 
 CONTROL_VALUES = {"fixed", "increment", "decrement", "randomize"}
 NOT_RUN = {"Note", "MarkdownNote"}
@@ -102,7 +102,7 @@ def side_by_side(outputs: dict, target: Path) -> Path | None:
 
 
 def main(names: list[str]) -> int:
-    comfy_harness.boot()
+    harness.boot(fixture_nodes=False)
     import folder_paths
 
     for picture in (REPO / "demo" / "images").glob("*.png"):
@@ -120,8 +120,8 @@ def main(names: list[str]) -> int:
             continue
         start = time.perf_counter()
         try:
-            outputs = comfy_harness.run_graph(prompt)
-        except comfy_harness.GraphError as error:
+            outputs = harness.run_graph(prompt)
+        except harness.GraphError as error:
             print(f"{path.stem}: FAILED: {error.message}")
             failed += 1
             continue

@@ -1,18 +1,13 @@
-import sys
-from pathlib import Path
-
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-import comfy_harness  # noqa: E402
+from devtools import harness
 
 
 @pytest.fixture(scope="session")
 def comfy():
     """The in-process ComfyUI host with the pack loaded."""
-    comfy_harness.boot()
-    return comfy_harness
+    harness.boot()
+    return harness
 
 
 @pytest.fixture
@@ -26,7 +21,7 @@ def captured(comfy):
 @pytest.fixture(scope="session")
 def comfy_server():
     """The real ComfyUI server (`main.py --cpu`) with the pack and the test fixture nodes installed."""
-    from comfy_server import ComfyServer
+    from devtools.server import ComfyServer
 
     with ComfyServer() as server:
         yield server

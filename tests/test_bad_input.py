@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from graphs import edit_graph
+from devtools.graphs import edit_graph
 
 REWEIGHT = {"cross_replace": 0.8, "self_replace": 0.4}
 
@@ -26,6 +26,21 @@ REWEIGHT = {"cross_replace": 0.8, "self_replace": 0.4}
 def test_bad_input_is_named(comfy, settings, message):
     with pytest.raises(comfy.GraphError, match=message):
         comfy.run_graph(edit_graph(**settings))
+
+
+def test_a_nodes_error_starts_with_its_display_name(comfy):
+    with pytest.raises(comfy.GraphError) as error:
+        comfy.run_graph(edit_graph(chain=[("Reweight", {"weights": "zebra=2", **REWEIGHT})]))
+    assert error.value.message.startswith("P2P Reweight (fader): weights: the word 'zebra'")
+
+
+def test_self_layers_by_id_or_by_former_label_give_the_same_edit(comfy, captured):
+    """Workflows saved with the option's label (before the ids) sample as with the id."""
+    comfy.run_graph(edit_graph(edit_inputs={"self_layers": "all"}, capture="id"))
+    comfy.run_graph(edit_graph(edit_inputs={"self_layers": "all layers"}, capture="label"))
+    comfy.run_graph(edit_graph(capture="default"))
+    assert torch.equal(captured["id"], captured["label"])
+    assert not torch.equal(captured["id"], captured["default"])
 
 
 def test_a_model_without_cross_attention_is_refused(comfy):
@@ -51,7 +66,7 @@ def test_after_an_error_the_next_good_prompt_runs(comfy, captured):
 
 
 def test_another_packs_attention_patch_is_composed_with(comfy, captured):
-    other = comfy.loaded_module(comfy.REPO / "tests" / "fixture_nodes")
+    other = comfy.loaded_module(comfy.FIXTURE_NODES)
     graph = edit_graph(target="a red cat riding a bicycle")
     graph["other"] = {"class_type": "P2PTestOtherPackAttention", "inputs": {"model": ["model", 0], "scale": 1.5}}
     graph["edit"]["inputs"]["model"] = ["other", 0]

@@ -18,11 +18,11 @@ import time
 from pathlib import Path
 
 import pytest
-from browser.cdp import Chromium
-from browser.frontend import drop_workflow, open_frontend
 from PIL import Image
 
-import comfy_harness
+from devtools import harness as comfy_harness
+from devtools.browser.cdp import Chromium
+from devtools.browser.frontend import drop_workflow, open_frontend
 
 WORKFLOWS = sorted((comfy_harness.REPO / "workflows").glob("*.json"))
 SHOTS = Path(os.environ.get("P2P_SCREENSHOTS") or tempfile.mkdtemp(prefix="p2p-screenshots-"))

@@ -11,7 +11,7 @@ import gc
 import pytest
 import torch
 
-from checkpoints import checkpoint
+from devtools.checkpoints import checkpoint
 
 
 def stock_graph(ckpt_name: str, size: int = 64, steps: int = 2) -> dict:

@@ -15,6 +15,7 @@ from p2p_core.attention import (
 )
 from p2p_core.edits import EditPlan
 from p2p_core.schedules import Window, parse_word_values, schedule_step
+from p2p_core.tokens import PromptTokens, find_word
 
 HEADS, DIM = 4, 8
 
@@ -148,3 +149,22 @@ def test_schedule_step_follows_the_sigmas():
     assert schedule_step(5.5, sigmas) == (1, 5)
     assert schedule_step(0.5, sigmas) == (4, 5)
     assert schedule_step(1e-3, sigmas) == (4, 5)
+
+
+def _prompt(text: str) -> PromptTokens:
+    """A PromptTokens with one position per word (no tokenizer needed for the word finder)."""
+    words = tuple(text.split())
+    return PromptTokens(text, words, tuple(range(len(words))), tuple(range(len(words))))
+
+
+def test_one_word_finder_names_the_input_the_word_and_every_prompt():
+    cat, dog = _prompt("a red cat"), _prompt("a big dog")
+    assert find_word([cat, dog], "dog", "words") == [None, [2]]
+    assert find_word([cat, dog], "Cat,", "words") == [[2], None]
+    with pytest.raises(ValueError) as missing:
+        find_word([cat, dog], "zebra", "target_words")
+    message = str(missing.value)
+    assert message.startswith("target_words: the word 'zebra' is not in the prompt 'a red cat'")
+    assert "'a big dog' (its words: a big dog)" in message
+    with pytest.raises(ValueError, match="weights: empty word"):
+        find_word([cat], " , ", "weights")

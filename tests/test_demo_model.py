@@ -11,12 +11,9 @@ import pytest
 import torch
 from safetensors import safe_open
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "benchmarks"))
-
-from demo.detect import detect, match  # noqa: E402
-from demo.scenes import Scene, SceneObject, draw_scene, sample_scenes  # noqa: E402
+from demo.detect import detect, match
+from demo.scenes import Scene, SceneObject, draw_scene, sample_scenes
+from devtools.comfy_host import REPO
 
 CHECKPOINT = REPO / "demo" / "p2p_demo.safetensors"
 
@@ -60,7 +57,7 @@ def test_checkpoint_fits_and_records_its_training() -> None:
 
 def _graph(prompt: str, seed: int, batch: int) -> dict:
     """The quality benchmark's text-to-image graph, decoded and saved by the stock nodes."""
-    from quality import Sampling, text_to_image_graph
+    from devtools.demo_graphs import Sampling, text_to_image_graph
 
     graph = text_to_image_graph(prompt, seed, Sampling(steps=16), batch=batch)
     graph["decode"] = {"class_type": "VAEDecode", "inputs": {"samples": ["sample", 0], "vae": ["model", 2]}}

@@ -7,14 +7,8 @@ quick.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "benchmarks"))
 
 SEEDS = 3
 DEMO_SETTINGS = {"steps": 16, "cfg": 5.0}  # near the demo workflows' 20 steps at cfg 5, and quick
@@ -22,7 +16,7 @@ DEMO_SETTINGS = {"steps": 16, "cfg": 5.0}  # near the demo workflows' 20 steps a
 
 @pytest.fixture(scope="module")
 def quality(comfy):
-    import quality as module
+    from benchmarks import quality as module
 
     return module
 

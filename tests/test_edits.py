@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-import comfy_harness
-from graphs import edit_graph
+from devtools import harness as comfy_harness
+from devtools.graphs import edit_graph
 
 comfy_harness.boot()
 import comfy.samplers  # noqa: E402
@@ -146,7 +146,7 @@ def test_fader_sweep_one_weight_per_target(captured):
 @pytest.mark.slow
 @pytest.mark.parametrize("sampler", comfy.samplers.SAMPLER_NAMES)
 def test_identity_on_the_real_sd15_shapes(captured, sampler):
-    from checkpoints import checkpoint
+    from devtools.checkpoints import checkpoint
 
     loader = {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": checkpoint("sd15")}}
     graph = edit_graph(loader=loader, target=SAME, sampler=sampler, steps=2, width=64, height=64)

@@ -208,7 +208,7 @@ def test_pinned_source_through_sampler_custom_advanced(comfy, captured, photo):
 @pytest.mark.slow
 def test_pinned_source_on_the_real_sd15_shapes(comfy, captured, photo):
     """The stock loader's SD1.5 (16 cross-attention layers, the real VAE), euler and ddim, cfg 1 and 7.5."""
-    from checkpoints import checkpoint
+    from devtools.checkpoints import checkpoint
 
     loader = {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": checkpoint("sd15")}}
     graph = inversion_graph(steps=2, loader=loader)

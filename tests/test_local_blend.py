@@ -8,7 +8,7 @@ words' mask, whose union is the blend's mask (the same maps, the same threshold)
 import pytest
 import torch
 
-from graphs import add_mask_extract, edit_graph, read_pngs
+from devtools.graphs import add_mask_extract, edit_graph, read_pngs
 
 SOURCE = "a red cat riding a bicycle"
 TARGET = "a red cat riding a car"
@@ -168,7 +168,7 @@ def test_the_unpatched_model_is_unchanged(comfy, captured):
 @pytest.mark.slow
 @pytest.mark.parametrize("width, height", [(256, 256), (256, 192)])
 def test_real_sd15_shapes(comfy, captured, width, height):
-    from checkpoints import checkpoint
+    from devtools.checkpoints import checkpoint
 
     loader = {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": checkpoint("sd15")}}
     outputs = comfy.run_graph(blend_graph("sd15_real", width, height, loader=loader, steps=2))

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from graphs import add_mask_extract, edit_graph, read_pngs
+from devtools.graphs import add_mask_extract, edit_graph, read_pngs
 
 SOURCE = "a red cat riding a bicycle"
 TARGET = "a red cat riding a car"
@@ -82,6 +82,33 @@ def test_an_empty_or_full_mask_is_reported(comfy, threshold, word):
     assert text.count(word) == 2, text
 
 
+@pytest.mark.parametrize("threshold, flag", [(0.0, "full"), (1.0, "empty")])
+def test_the_report_sends_each_masks_share_and_flags_as_data(comfy, threshold, flag):
+    """The editor marks a row from these numbers, not from the wording of the text."""
+    rows = comfy.run_graph(mask_graph("cat", threshold=threshold))["extract"]["p2p_masks"]
+    assert [row["row"] for row in rows] == ["source", "target 1"]
+    assert all(row[flag] and row["words"] == ["cat"] for row in rows)
+    assert all(row["share"] == (1.0 if flag == "full" else 0.0) for row in rows)
+    (middle,) = {row["empty"] or row["full"] for row in comfy.run_graph(mask_graph("cat"))["extract"]["p2p_masks"]}
+    assert not middle
+
+
+def test_a_resolution_is_chosen_by_its_id_or_by_its_former_label(comfy):
+    """Workflows saved with the option's label (before the ids) run as with the id."""
+
+    def masks(resolution: str) -> torch.Tensor:
+        graph = mask_graph("cat")
+        graph["chain0"]["inputs"]["resolution"] = resolution
+        return read_pngs(comfy.run_graph(graph)["mask_preview"]["images"])
+
+    by_id = masks("1/16")
+    assert torch.equal(masks("1/16 of the image (32x32 at 512 px)"), by_id)
+    assert not torch.equal(masks("1/32"), by_id)
+    with pytest.raises(comfy.GraphError) as error:
+        masks("1/16 of the picture")
+    assert "resolution" in error.value.message and "1/32" in error.value.message
+
+
 def test_maps_of_a_plain_generation(comfy):
     outputs = comfy.run_graph(mask_graph("cat", edit=None))
     assert len(read_pngs(outputs["mask_preview"]["images"])) == 2
@@ -117,12 +144,12 @@ class ReferenceMaps:
         self.total = None
         self.calls = 0
 
-    def observe_cross(self, q, k, options, step, chunk_starts):
+    def observe_cross(self, q, k, heads, latent_grid, step, chunk_starts):
         if q.shape[1] != self.queries:
             return
         rows = self.prompts.rows
         for start in chunk_starts:
-            maps = self.attention_maps(q[start : start + rows], k[start : start + rows], options["n_heads"]).mean(1)
+            maps = self.attention_maps(q[start : start + rows], k[start : start + rows], heads).mean(1)
             per_position = torch.zeros(rows, max(p.length for p in self.prompts.all), self.queries)
             for row, prompt in enumerate(self.prompts.all):
                 for key in range(k.shape[1]):

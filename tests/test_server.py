@@ -8,10 +8,10 @@ import sys
 
 import numpy as np
 import pytest
-from comfy_server import ServerGraphError, unique_prefix
 
-import comfy_harness
-from graphs import edit_graph
+from devtools import harness as comfy_harness
+from devtools.graphs import edit_graph
+from devtools.server import ServerGraphError, unique_prefix
 
 
 def saving(graph: dict) -> dict:
@@ -164,6 +164,16 @@ def test_graphs_queued_together_do_not_affect_each_other(comfy_server) -> None:
 def align(comfy_server, **body):
     response = comfy_server.post("/api/p2p/align", json=body)
     return response.status_code, response.json()
+
+
+def test_word_inputs_route_lists_each_nodes_word_inputs(comfy_server) -> None:
+    """The editor's list of inputs to check comes from the server (web/p2p.js has no copy)."""
+    response = comfy_server.get("/api/p2p/word_inputs")
+    assert response.status_code == 200
+    listed = response.json()
+    assert listed["LocalBlend"] == ["source_words", "target_words"]
+    assert listed["Reweight"] == ["weights"] and listed["AttentionMaskExtract"] == ["words"]
+    assert "WORD_INPUTS = {" not in (comfy_harness.REPO / "web" / "p2p.js").read_text()
 
 
 def test_align_route_shows_a_word_swap(comfy_server) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-import comfy_harness
+from devtools import harness as comfy_harness
 
 WORKFLOWS = sorted((comfy_harness.REPO / "workflows").glob("*.json"))
 FRONTEND_ONLY = {"MarkdownNote", "Note", "Reroute", "PrimitiveNode"}

@@ -9,16 +9,12 @@ import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 
 const ROUTE = "/p2p/align";
+const WORD_INPUTS_ROUTE = "/p2p/word_inputs";
 const DEBOUNCE_MS = 350;
 const POLL_MS = 300;
-// Inputs of the pack's nodes that name words of the prompts: node id -> widget names.
-const WORD_INPUTS = {
-  AttentionReplace: ["word_schedule"],
-  AttentionRefine: ["word_schedule"],
-  Reweight: ["weights"],
-  LocalBlend: ["source_words", "target_words"],
-  AttentionMaskExtract: ["words"],
-};
+// Inputs of the pack's nodes that name words of the prompts: node id -> widget names, as the server
+// lists them (host/routes.py WORD_INPUTS), fetched once at `init`, before the node types are registered.
+let WORD_INPUTS = {};
 const STYLE = `
 .p2p-align { font: 12px/1.5 sans-serif; color: var(--input-text, #ddd); overflow-y: auto; padding: 2px 4px;
   box-sizing: border-box; height: 100%; }
@@ -232,13 +228,15 @@ function drawProblems(nodeType) {
   };
 }
 
-// AttentionMaskExtract reports what each mask covers as text: show it in the node.
+// AttentionMaskExtract reports what each mask covers: a line of text per row, and per row the numbers
+// and flags (`p2p_masks`: share, empty, full) that mark a mask to look at.
 function showMaskReport(nodeType) {
   const onExecuted = nodeType.prototype.onExecuted;
   nodeType.prototype.onExecuted = function (message) {
     onExecuted?.apply(this, arguments);
     const lines = message?.text;
     if (!lines?.length) return;
+    const coverage = message.p2p_masks ?? [];
     if (!this.p2pReport) {
       addStyle();
       const el = document.createElement("div");
@@ -251,9 +249,9 @@ function showMaskReport(nodeType) {
     }
     const rows = lines.join("\n").split("\n");
     this.p2pReport.replaceChildren(
-      ...rows.map((line) => {
+      ...rows.map((line, i) => {
         const row = document.createElement("div");
-        row.className = /EMPTY|FULL/.test(line) ? "p2p-row p2p-problem" : "p2p-row";
+        row.className = coverage[i]?.empty || coverage[i]?.full ? "p2p-row p2p-problem" : "p2p-row";
         row.textContent = line;
         return row;
       }),
@@ -265,6 +263,10 @@ function showMaskReport(nodeType) {
 
 app.registerExtension({
   name: "PromptToPrompt.Alignment",
+  async init() {
+    const response = await api.fetchApi(WORD_INPUTS_ROUTE);
+    if (response.ok) WORD_INPUTS = await response.json();
+  },
   async beforeRegisterNodeDef(nodeType, nodeData) {
     if (nodeData.name in WORD_INPUTS) drawProblems(nodeType);
     if (nodeData.name === "AttentionMaskExtract") showMaskReport(nodeType);

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from browser.cdp import Chromium
+from .cdp import Chromium
 
 SETTINGS = {
     # A first visit opens the templates browser over the canvas.

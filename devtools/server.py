@@ -1,8 +1,5 @@
 """The real ComfyUI server with the pack installed, as a user runs it: `main.py --cpu` on a free loopback port.
 
-Not named `server.py`: ComfyUI's own code does `from server import PromptServer`, and `tests/`
-is on `sys.path` in the test run.
-
 The server loads the pack from a custom_nodes folder under its published name, plus the test
 fixture nodes (tiny models by name); its output, input, temp and user folders live in a
 temporary folder. Graphs go in through `POST /prompt` and come back through `GET /history`.
@@ -23,10 +20,8 @@ from pathlib import Path
 import requests
 from PIL import Image
 
-import comfy_harness
-
-TESTS = Path(__file__).resolve().parent
-FIXTURE_NODES = TESTS / "fixture_nodes"
+from . import harness
+from .comfy_host import REPO, comfy_host
 
 
 class ServerGraphError(RuntimeError):
@@ -52,21 +47,21 @@ class ComfyServer:
         for kind in ("output", "input", "temp", "user", "fixtures"):
             (self.root / kind).mkdir()
         # load_custom_node names a module after its folder: a link gives the fixtures a clear name.
-        (self.root / "fixtures" / "p2p_test_fixtures").symlink_to(FIXTURE_NODES, target_is_directory=True)
+        (self.root / "fixtures" / "p2p_test_fixtures").symlink_to(harness.FIXTURE_NODES, target_is_directory=True)
         config = self.root / "extra_model_paths.yaml"
         config.write_text(
             "p2p_tests:\n"
             "  custom_nodes: |\n"
-            f"    {comfy_harness.pack_folder()}\n"
+            f"    {harness.pack_folder()}\n"
             f"    {self.root / 'fixtures'}\n"
-            f"  checkpoints: {comfy_harness.CACHE / 'checkpoints'}\n"
+            f"  checkpoints: {harness.CACHE / 'checkpoints'}\n"
         )
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = self.root / "server.log"
         env = dict(os.environ)
-        # The fixture nodes import tests/comfy_harness.py.
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTS), env.get("PYTHONPATH")]))
+        # The fixture nodes import devtools.harness: the repo root goes on the server's module path.
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
         command = [
             sys.executable,
             "main.py",
@@ -91,7 +86,7 @@ class ComfyServer:
         ]
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
-                command, cwd=comfy_harness.HOST, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+                command, cwd=comfy_host(), env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
             )
         self.session = requests.Session()
         try:

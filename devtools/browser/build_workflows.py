@@ -5,7 +5,7 @@ frontend served by a real server loads it (`app.loadApiJson`), the nodes are pla
 and `app.graph.serialize()` gives the UI-format JSON a user saves and drags in. Rebuild after an
 input of a node changes:
 
-    .venv/bin/python tests/browser/build_workflows.py
+    .venv/bin/python -m devtools.browser.build_workflows [NAME ...]      (from the repo root)
 """
 
 from __future__ import annotations
@@ -21,10 +21,11 @@ from pathlib import Path
 
 from PIL import Image, ImageOps
 
-TESTS = Path(__file__).resolve().parents[1]
-WORKFLOWS = TESTS.parent / "workflows"
-DOCS = TESTS.parent / "docs"
-DEMO_IMAGES = TESTS.parent / "demo" / "images"
+from ..comfy_host import REPO
+
+WORKFLOWS = REPO / "workflows"
+DOCS = REPO / "docs"
+DEMO_IMAGES = REPO / "demo" / "images"
 """Pictures the demo workflows load (Load Image): ComfyUI's input folder needs a copy of each."""
 DEMO_PICTURE = "p2p_demo_picture.png"
 DEMO_PICTURE_SEED = 1
@@ -373,7 +374,6 @@ def demo_picture() -> tuple[Image.Image, str, str]:
     the caption with the first object's colour swapped to red."""
     import torch
 
-    sys.path.insert(0, str(TESTS.parent))
     from demo.scenes import sample_scenes
 
     drawn = sample_scenes(1, torch.Generator().manual_seed(DEMO_PICTURE_SEED), p_two=1.0, p_background=1.0)
@@ -537,7 +537,7 @@ def result_strip(server, spec: Spec, height: int = 192) -> Image.Image:
 
 def graph_shot(browser, name: str, spec: Spec) -> Image.Image:
     """The workflow as the frontend draws it, dropped on the page."""
-    from browser.frontend import drop_workflow
+    from .frontend import drop_workflow
 
     path = WORKFLOWS / f"{name}.json"
     drop_workflow(browser, path.name, path.read_text())
@@ -550,10 +550,9 @@ def graph_shot(browser, name: str, spec: Spec) -> Image.Image:
 def main(names: list[str]) -> None:
     """Write the chosen workflows (all by default), their Templates-menu thumbnails (`<name>.jpg`) and,
     for those on the demo model, their results under docs/ for the README."""
-    sys.path.insert(0, str(TESTS))
-    from browser.cdp import Chromium
-    from browser.frontend import open_frontend
-    from comfy_server import ComfyServer
+    from ..server import ComfyServer
+    from .cdp import Chromium
+    from .frontend import open_frontend
 
     chosen = {name: spec for name, spec in specs().items() if not names or name in names}
     DEMO_IMAGES.mkdir(exist_ok=True)

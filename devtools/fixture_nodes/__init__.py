@@ -1,4 +1,5 @@
-"""Test-only ComfyUI nodes: tiny models by name, and a latent capture for assertions."""
+"""Test-only ComfyUI nodes (a custom node package of their own, loaded beside the pack by `harness.boot` and
+the test server): tiny models by name, a latent capture for assertions, the reference attention path."""
 
 from __future__ import annotations
 
@@ -23,9 +24,9 @@ class TinyModelLoader(io.ComfyNode):
 
     @classmethod
     def execute(cls, family: str, seed: int) -> io.NodeOutput:
-        import comfy_harness
+        from devtools import harness
 
-        return io.NodeOutput(*comfy_harness.tiny_model(family, seed))
+        return io.NodeOutput(*harness.tiny_model(family, seed))
 
 
 class CaptureLatent(io.ComfyNode):
@@ -63,9 +64,9 @@ class ReferenceAttention(io.ComfyNode):
 
     @classmethod
     def execute(cls, model) -> io.NodeOutput:
-        import comfy_harness
+        from devtools import harness
 
-        return io.NodeOutput(comfy_harness.pack("host.edit").with_reference_attention(model))
+        return io.NodeOutput(harness.pack("host.edit").with_reference_attention(model))
 
 
 OTHER_PACK_CALLS: list[int] = []
@@ -87,14 +88,14 @@ class OtherPackAttention(io.ComfyNode):
     def execute(cls, model, scale: float) -> io.NodeOutput:
         from comfy.ldm.modules.attention import optimized_attention
 
-        import comfy_harness
+        from devtools import harness
 
         def other_attention(q, k, v, options):
             OTHER_PACK_CALLS.append(q.shape[0])
             return optimized_attention(q, k, v * scale, options["n_heads"])
 
         patched = model.clone()
-        for key in comfy_harness.pack("host.unet").transformer_blocks(model):
+        for key in harness.pack("host.unet").transformer_blocks(model):
             patched.set_model_attn2_replace(other_attention, *key)
         return io.NodeOutput(patched)
 

@@ -1,4 +1,5 @@
-"""A real ComfyUI host for the tests: boot it in-process, build model fixtures, run graphs.
+"""A real ComfyUI host in-process: boot it with the pack loaded, build model fixtures, run graphs
+(tests, benchmarks and scripts/run_workflows.py).
 
 Nothing is downloaded: tiny models are built from configs (real CLIP tokenizer, random
 weights), and checkpoints with the real SD1.5/SDXL tensor shapes are written once per
@@ -17,14 +18,12 @@ from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
+from .comfy_host import REPO, put_comfy_on_path
+
 PACK_NAME = "comfyui-prompt-to-prompt"
 CACHE = Path(os.environ.get("P2P_TEST_CACHE", REPO / ".cache"))
-sys.path.insert(0, str(REPO / "scripts"))
-
-from comfy_host import comfy_host  # noqa: E402
-
-HOST = comfy_host()
+FIXTURE_NODES = REPO / "devtools" / "fixture_nodes"
+"""Test-only nodes (tiny models by name, a latent capture), a custom node package of their own."""
 
 
 def pack_folder() -> Path:
@@ -37,13 +36,18 @@ def pack_folder() -> Path:
     return folder
 
 
-@cache
-def boot() -> None:
-    """Import ComfyUI on the CPU with its built-in nodes and this pack loaded, as main.py would."""
+_booted: list[bool] = []
+
+
+def boot(fixture_nodes: bool = True) -> None:
+    """Import ComfyUI on the CPU with its built-in nodes and this pack loaded, as main.py would, and the
+    test fixture nodes unless `fixture_nodes` is False (the demo command). Once per process."""
+    if _booted:
+        return
     server = sys.modules.get("server")
     if server is not None and getattr(server.PromptServer, "instance", None) is not None:
-        return  # inside the real server (tests/comfy_server.py): main.py has done all this
-    sys.path.insert(0, str(HOST))
+        return  # inside the real server (devtools/server.py): main.py has done all this
+    put_comfy_on_path()
     import comfy.cli_args
 
     comfy.cli_args.args.cpu = True
@@ -61,9 +65,10 @@ def boot() -> None:
     import nodes
 
     asyncio.run(nodes.init_extra_nodes(init_custom_nodes=False, init_api_nodes=False))
-    for folder in (pack_folder() / PACK_NAME, REPO / "tests" / "fixture_nodes"):
+    for folder in (pack_folder() / PACK_NAME, *([FIXTURE_NODES] if fixture_nodes else [])):
         if not asyncio.run(nodes.load_custom_node(str(folder))):
             raise RuntimeError(f"ComfyUI could not load {folder}")
+    _booted.append(True)
 
 
 class _Server:
@@ -119,11 +124,12 @@ def run_graph(graph: dict, keep_outputs: bool = False) -> dict:
     return executor.history_result["outputs"]
 
 
-def _init_(module: torch.nn.Module, std: float = 0.02, attn_std: float = 0.1, seed: int = 0) -> None:
+def init_weights(module: torch.nn.Module, std: float = 0.02, attn_std: float = 0.1, seed: int = 0) -> None:
     """ComfyUI's ops skip reset_parameters: give every weight a value.
 
-    Cross-attention queries and keys get a larger std so that random maps are not uniform
-    (DESIGN.md section 7): masks and blends then have something to find.
+    Cross-attention queries and keys get a larger std so that random maps are not uniform (with every
+    weight at std 0.02 a word's max-normalised map is above 0.6 nearly everywhere, and a mask test
+    passes vacuously): masks and blends then have something to find.
     """
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
@@ -203,15 +209,15 @@ def tiny_model(family: str, seed: int = 0):
     if family == "sd15_v":
         config.model_type = lambda *args, **kwargs: comfy.model_base.ModelType.V_PREDICTION
     unet = config.get_model({})
-    _init_(unet, seed=seed)
+    init_weights(unet, seed=seed)
     unet.eval()
     model = comfy.model_patcher.ModelPatcher(
         unet, load_device=comfy.model_management.get_torch_device(), offload_device=torch.device("cpu")
     )
     clip = comfy.sd.CLIP(config.clip_target({}), model_options=clip_options)
-    _init_(clip.cond_stage_model, seed=seed + 1, attn_std=0.02)
+    init_weights(clip.cond_stage_model, seed=seed + 1, attn_std=0.02)
     taesd = comfy.taesd.taesd.TAESD(latent_channels=4)
-    _init_(taesd, std=0.05, seed=seed + 2)
+    init_weights(taesd, std=0.05, seed=seed + 2)
     vae = comfy.sd.VAE(sd=taesd.state_dict())
     return model, clip, vae
 
@@ -232,7 +238,7 @@ def pack(submodule: str = ""):
 
 def captured_latents() -> dict:
     """Latents stored by the P2PTestCaptureLatent nodes, by name."""
-    return loaded_module(REPO / "tests" / "fixture_nodes").CAPTURED
+    return loaded_module(FIXTURE_NODES).CAPTURED
 
 
 def tiny_lora(family: str = "sd15") -> str:

@@ -1,17 +1,17 @@
 """Checkpoints with the real SD1.5, SD2.x (v-prediction) and SDXL tensor shapes and random weights.
 
 ComfyUI itself builds them: its model class for the family (full UNet config), its real CLIP
-text encoders and the SD VAE, initialised as `comfy_harness._init_` does (ComfyUI's layers skip
+text encoders and the SD VAE, initialised as `harness.init_weights` does (ComfyUI's layers skip
 their init), then saved by the model's own `state_dict_for_saving`, the layout the stock
 `CheckpointLoaderSimple` reads and recognises by tensor shapes. Weights are stored in fp16
 (half the disk and write time); on the CPU ComfyUI loads the UNet and VAE as fp32 and the text
 encoders as fp16.
 
 Each file is written once per machine into `CACHE/checkpoints` (a ComfyUI checkpoints folder
-after `comfy_harness.boot()`), by a child process so that the writer's memory is given back
+after `harness.boot()`), by a child process so that the writer's memory is given back
 before a test loads the model (SDXL: about 7 GB to write, about 13 GB loaded).
 
-    python tests/checkpoints.py [family ...]     # write the missing ones now
+    python -m devtools.checkpoints [family ...]     # write the missing ones now (from the repo root)
 """
 
 from __future__ import annotations
@@ -24,11 +24,9 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from unet_layouts import SD1_BLOCKS, SD15, SDXL, UNET_COMMON  # noqa: E402
-
-from comfy_harness import CACHE, _init_, boot  # noqa: E402
+from .comfy_host import REPO
+from .harness import CACHE, boot, init_weights
+from .unet_layouts import SD1_BLOCKS, SD15, SDXL, UNET_COMMON
 
 FOLDER = CACHE / "checkpoints"
 VERSION = 1
@@ -86,7 +84,7 @@ def checkpoint(family: str) -> str:
     """The `ckpt_name` of the family's checkpoint for CheckpointLoaderSimple; written first if missing."""
     name = filename(family)
     if not (FOLDER / name).exists():
-        subprocess.run([sys.executable, __file__, family], check=True)
+        subprocess.run([sys.executable, "-m", "devtools.checkpoints", family], check=True, cwd=REPO)
     return name
 
 
@@ -101,15 +99,15 @@ def _state_dict(family: str, seed: int = 0) -> dict[str, torch.Tensor]:
     config = getattr(comfy.supported_models, spec.config)(dict(spec.unet))
     config.set_inference_dtype(torch.float16, None)
     model = config.get_model({})
-    _init_(model, seed=seed)
+    init_weights(model, seed=seed)
     if spec.v_prediction:
         bias = model.diffusion_model.get_parameter(V_PRED_NORM)
         with torch.no_grad():
             bias.copy_(torch.tensor([0.1, -0.1]).repeat(bias.numel() // 2))
     clip = comfy.sd.CLIP(config.clip_target({}), model_options={"dtype": torch.float16})
-    _init_(clip.cond_stage_model, seed=seed + 1, attn_std=0.02)
+    init_weights(clip.cond_stage_model, seed=seed + 1, attn_std=0.02)
     vae = comfy.ldm.models.autoencoder.AutoencoderKL(ddconfig=_VAE, embed_dim=4)
-    _init_(vae, seed=seed + 2)
+    init_weights(vae, seed=seed + 2)
     vae_sd = {k: v.half() for k, v in vae.state_dict().items()}
     del vae
     sd = model.state_dict_for_saving(clip.get_sd(), vae_sd)

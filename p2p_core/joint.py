@@ -91,8 +91,8 @@ class JointTerms:
                 f"joint attention expects q [B, H, N, D] with N = {tokens.text} text + {tokens.image} image "
                 f"tokens, got {list(q.shape)}"
             )
-        last = max(rows.starts, default=-1) + rows.targets
-        if last >= q.shape[0]:
+        last = max(rows.starts, default=0) + rows.targets
+        if rows.starts and last >= q.shape[0]:
             raise ValueError(f"the edited rows reach row {last} of a batch of {q.shape[0]}")
         expected = (rows.targets, tokens.text)
         if self.text_scale is not None and tuple(self.text_scale.shape) != expected:
@@ -153,18 +153,17 @@ def reference_joint_attention(
     re-weight, not renormalised), out = P V.
     """
     terms.check(q, rows, tokens)
-    qf, kf, vf = (t.float() for t in (q, k, v))
-    batch, heads, n, dim = qf.shape
-    scale = dim**-0.5
+    batch, heads, n, dim = q.shape
+    qs = q.float() * dim**-0.5
+    kt = k.float().transpose(-1, -2)
     image, text = tokens.image_slice, tokens.text_slice
-    logits = qf @ kf.transpose(-1, -2) * scale
-    for source, target, _ in rows.pairs():
-        if terms.inject:
-            logits[target, :, image, image] = logits[source, :, image, image]
-            logits[target, :, image, text] = qf[source, :, image] @ kf[target, :, text].transpose(-1, -2) * scale
-            logits[target, :, text, image] = qf[target, :, text] @ kf[source, :, image].transpose(-1, -2) * scale
+    logits = qs @ kt  # [B, H, N, N]: the one map this path holds
+    for source, target, _ in rows.pairs() if terms.inject else []:
+        logits[target, :, image, image] = logits[source, :, image, image]
+        logits[target, :, image, text] = qs[source, :, image] @ kt[target, :, :, text]
+        logits[target, :, text, image] = qs[target, :, text] @ kt[source, :, :, image]
     maps = softmax_(logits)
     if terms.text_scale is not None:
         for _, target, index in rows.pairs():
             maps[target, :, image, text] *= terms.text_scale[index].float().to(maps.device)
-    return (maps @ vf).transpose(1, 2).reshape(batch, n, heads * dim)
+    return (maps @ v.float()).transpose(1, 2).reshape(batch, n, heads * dim)

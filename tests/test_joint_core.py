@@ -158,3 +158,14 @@ def test_bad_input_is_named():
         plan.terms(None, 0, 10, 9, torch.device("cpu"), torch.float32)
     with pytest.raises(ValueError, match=r"positions \[7\]"):
         plan.reweighted([{(7,): 2.0}], TEXT)
+
+
+def test_fused_runs_in_the_models_dtype():
+    """bf16 projections (Flux's usual dtype): the factors follow v's dtype, the output the kernel's."""
+    size, rows = ROWS["two chunks, two targets"]
+    q, k, v = (t.bfloat16() for t in batch(size, seed=6))
+    terms = JointTerms(True, scales(rows.targets))
+    fused = fused_joint_attention(q.clone(), k.clone(), v.clone(), sdpa, rows, ORDERS[1], terms)
+    expected = reference_joint_attention(q, k, v, rows, ORDERS[1], terms)
+    assert fused.dtype == torch.bfloat16
+    assert relative_error(fused.float(), expected) < 2e-2

@@ -341,6 +341,98 @@ def test_templates_menu_shows_the_workflows(browser: Chromium) -> None:
     browser.send("Input.dispatchKeyEvent", type="keyDown", key="Escape", code="Escape", windowsVirtualKeyCode=27)
 
 
+SELECT_JS = """
+(type) => {
+  // Select the node as a click on it does: the selection toolbox appears above it.
+  const node = app.graph.nodes.find((n) => n.type === type);
+  app.canvas.deselectAll();
+  app.canvas.selectNode(node);
+  app.canvas.setDirty(true, true);
+}
+"""
+
+DOCS_PANEL_JS = """
+(() => {
+  const content = document.querySelector(".node-help-content");
+  return {
+    heading: content?.querySelector("h1")?.textContent.trim() ?? "",
+    text: content?.innerText ?? "",
+    code: [...(content?.querySelectorAll("code") ?? [])].map((e) => e.textContent),
+    images: [...(content?.querySelectorAll("img") ?? [])].map((i) => ({ src: i.src, width: i.naturalWidth })),
+  };
+})()
+"""
+
+
+INFO_BUTTON = "document.querySelector('[data-testid=info-button]')"
+
+
+def open_node_docs(browser: Chromium, node_type: str, expect: str) -> dict:
+    """Select the node, press the selection toolbox's Info button, and read the node-docs panel once it shows
+    `expect` and its pictures have loaded. (Pressed again, the button may close the panel: call it once per page.)"""
+    browser.evaluate("document.activeElement?.blur()")
+    browser.call(SELECT_JS, node_type)
+    browser.wait_for(INFO_BUTTON, timeout=10, what="the selection toolbox")
+    browser.evaluate(f"{INFO_BUTTON}.click()")
+    browser.wait_for(
+        f"document.querySelector('.node-help-content')?.innerText.includes({json.dumps(expect)})"
+        " && [...document.querySelectorAll('.node-help-content img')].every((i) => i.complete && i.naturalWidth)",
+        timeout=20,
+        what=f"the node-docs panel of {node_type} to show {expect!r}",
+    )
+    return browser.evaluate(DOCS_PANEL_JS)
+
+
+def test_node_docs_panel_shows_the_page(comfy_server, browser: Chromium) -> None:
+    """The page web/docs/LocalBlend.md, not the frontend's fallback (the node's description), with its picture."""
+    load(browser, "p2p_local_blend")
+    panel = open_node_docs(browser, "LocalBlend", "Tip from the paper")
+    assert panel["heading"] == "P2P Local Blend"
+    inputs = comfy_server.get("/object_info/LocalBlend").json()["LocalBlend"]["input"]
+    names = [name for section in ("required", "optional") for name in inputs.get(section, {})]
+    assert set(names) <= set(panel["code"]), f"inputs missing from the panel: {set(names) - set(panel['code'])}"
+    [image] = panel["images"]
+    assert image["src"].endswith(f"/extensions/{comfy_harness.PACK_NAME}/docs/images/p2p_local_blend.png")
+    assert image["width"] == Image.open(comfy_harness.REPO / "web/docs/images/p2p_local_blend.png").width
+    time.sleep(0.5)
+    browser.screenshot(SHOTS / "node_docs_panel.png")
+
+
+# ComfyUI_frontend 1.32.9 (ComfyUI 0.3.75's) replaces a locale's messages when it loads that locale lazily,
+# dropping the packs' locales/ texts merged before (fixed by ComfyUI_frontend pull request 7214; 1.35.9,
+# ComfyUI 0.8.0's, keeps them). Node names follow the locale from there on; the docs pages on both.
+FRONTEND_KEEPING_PACK_LOCALES = (1, 35)
+
+
+def reopen_in(comfy_server, browser: Chromium, locale: str, ksampler: str) -> None:
+    """Save the frontend's language in the user's settings and open the frontend again, as a user switching
+    language and reloading does; wait until the nodes are registered under their names in that language
+    (`ksampler`: the stock KSampler's name in it)."""
+    comfy_server.post("/settings", json={"Comfy.Locale": locale}).raise_for_status()
+    open_frontend(comfy_server, browser)
+    browser.evaluate(INSTRUMENT_JS)
+    browser.wait_for(
+        f"LiteGraph.registered_node_types.KSampler.title === {json.dumps(ksampler)}",
+        timeout=30,
+        what=f"the frontend in {locale!r}",
+    )
+
+
+def test_node_docs_and_names_follow_the_locale(comfy_server, browser: Chromium) -> None:
+    """With the frontend in Chinese, the panel shows web/docs/LocalBlend/zh.md (and the node its locales/zh name)."""
+    reopen_in(comfy_server, browser, "zh", "K采样器")
+    try:
+        load(browser, "p2p_local_blend")
+        panel = open_node_docs(browser, "LocalBlend", "论文中的提示")
+        assert panel["heading"] == "P2P 局部混合（Local Blend）" and panel["images"]
+        version = browser.evaluate("window.__COMFYUI_FRONTEND_VERSION__")
+        if tuple(int(part) for part in version.split(".")[:2]) >= FRONTEND_KEEPING_PACK_LOCALES:
+            titles = browser.evaluate("app.graph.nodes.filter((n) => n.type === 'LocalBlend').map((n) => n.title)")
+            assert titles == ["P2P 局部混合"]
+    finally:
+        reopen_in(comfy_server, browser, "en", "KSampler")
+
+
 # Last in the module: the real-shape checkpoint loads 4 GB into the server, and the
 # frontend tests above must not run behind it.
 SD15_WORKFLOWS = [p for p in WORKFLOWS if family_of(p) == "sd15" and "CheckpointLoaderSimple" in p.read_text()]

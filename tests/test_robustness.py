@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import copy
+import time
 
+import numpy as np
 import pytest
 import torch
 
@@ -113,6 +115,7 @@ def executed_nodes(graph: dict) -> set[str]:
         if state["state"] == "running"
     }
 
+
 CHANGES = [
     ("pair", "source", "a red cat riding a tricycle"),
     ("pair", "target", "a red dog riding a car"),
@@ -185,3 +188,42 @@ def test_the_edit_in_low_precision(dtype, sampler):
     reference = sample(reference_model, conditioning, negative, sampler=sampler)
     assert torch.isfinite(fused).all() and torch.isfinite(reference).all()
     assert (fused - reference).abs().max() <= tolerance
+
+
+def saved(graph: dict, prefix: str) -> dict:
+    """The graph with its latent capture replaced by VAEDecode -> SaveImage."""
+    graph = {name: node for name, node in graph.items() if node["class_type"] != "P2PTestCaptureLatent"}
+    graph["decode"] = {"class_type": "VAEDecode", "inputs": {"samples": ["sample", 0], "vae": ["model", 2]}}
+    graph["save"] = {"class_type": "SaveImage", "inputs": {"images": ["decode", 0], "filename_prefix": prefix}}
+    return graph
+
+
+def sampled_images(server, graph: dict) -> list:
+    """The images of a graph run on the server; its sampler must have run (not come from the cache)."""
+    entry = server.run(graph)
+    cached = {n for event, data in entry["status"]["messages"] if event == "execution_cached" for n in data["nodes"]}
+    assert "sample" not in cached, "the sampler came from the cache: the comparison would prove nothing"
+    return [np.asarray(image) for image in server.images(entry)]
+
+
+def test_the_servers_interrupt_mid_edit(comfy_server):
+    """POST /interrupt while the edit samples: the prompt ends as interrupted, and a plain graph and
+    the edit then give the images they gave before the interrupt."""
+    loader = {"class_type": "P2PTestTinyModel", "inputs": {"family": "sd15", "seed": 12}}
+    edit = saved(edit_graph(loader=loader, sampler="dpmpp_2m_sde", steps=3), "p2p-interrupt-edit")
+    plain = saved(edit_graph(loader=loader, edit=None, batch=2, steps=3), "p2p-interrupt-plain")
+    before = {"edit": sampled_images(comfy_server, edit), "plain": sampled_images(comfy_server, plain)}
+    long = saved(edit_graph(loader=loader, sampler="dpmpp_2m_sde", steps=5000), "p2p-interrupt-long")
+    prompt_id = comfy_server.queue(long)
+    deadline = time.monotonic() + 120
+    while not comfy_server.get("/queue").json()["queue_running"]:
+        assert time.monotonic() < deadline, "the long edit never started"
+        time.sleep(0.05)
+    time.sleep(2.0)  # the other nodes are cached: the sampler is running
+    assert comfy_server.post("/interrupt").ok
+    entry = comfy_server.wait(prompt_id, timeout=120)
+    interrupted = [data for event, data in entry["status"]["messages"] if event == "execution_interrupted"]
+    assert interrupted and interrupted[0]["node_id"] == "sample", entry["status"]
+    for name, graph in (("plain", plain), ("edit", edit)):
+        again = sampled_images(comfy_server, graph)
+        assert all(np.array_equal(a, b) for a, b in zip(before[name], again, strict=True)), name

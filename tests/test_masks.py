@@ -71,9 +71,25 @@ def test_each_row_unites_the_words_of_its_own_prompt(comfy):
 
 
 def test_heat_maps_over_the_decoded_images(comfy):
-    outputs = comfy.run_graph(mask_graph("cat", decode=True))
-    heat = read_pngs(outputs["heat_preview"]["images"])
-    assert heat.shape[:3] == (2, heat.shape[1], 256)
+    """With `images` each panel is half heat map, half image (maps.heat_panels): every overlay pixel is
+    the mean of the plain panel's and the image's. PreviewImage truncates to 8 bits, so the overlay's
+    value lies in [mean - 0.5, mean + 1) of the two truncated values: within 1 level."""
+    words = ["cat", "car"]
+    graph = mask_graph(", ".join(words), decode=True)
+    graph["image_preview"] = {"class_type": "PreviewImage", "inputs": {"images": ["decode", 0]}}
+    outputs = comfy.run_graph(graph)
+    overlay = read_pngs(outputs["heat_preview"]["images"]).float()
+    images = read_pngs(outputs["image_preview"]["images"]).float()
+    plain = read_pngs(comfy.run_graph(mask_graph(", ".join(words)))["heat_preview"]["images"]).float()
+    height = images.shape[1]
+    for row in range(2):
+        over_panels, over_labels = panels_and_labels(overlay[row], height, len(words))
+        plain_panels, plain_labels = panels_and_labels(plain[row], height, len(words))
+        for over, heat, over_label, plain_label in zip(
+            over_panels, plain_panels, over_labels, plain_labels, strict=True
+        ):
+            assert ((over - (heat + images[row]) / 2).abs() <= 1).all()
+            assert torch.equal(over_label, plain_label)  # the labels are not overlaid
 
 
 @pytest.mark.parametrize("threshold, word", [(0.0, "FULL"), (1.0, "EMPTY")])

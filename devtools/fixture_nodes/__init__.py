@@ -100,9 +100,40 @@ class OtherPackAttention(io.ComfyNode):
         return io.NodeOutput(patched)
 
 
+class SharpAttention(io.ComfyNode):
+    """Scales every attention layer's query/key and output weights (a weight patch, as a LoRA is).
+
+    A tiny random UNet attends almost uniformly and its attention adds little to the residual stream,
+    so an edit of its attention hardly moves the image; sharper maps and a louder output make the
+    edit's effect measurable without changing what the pack computes.
+    """
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="P2PTestSharpAttention",
+            category="testing",
+            inputs=[
+                io.Model.Input("model"),
+                io.Float.Input("query_key_scale", default=3.0),
+                io.Float.Input("output_scale", default=10.0),
+            ],
+            outputs=[io.Model.Output()],
+        )
+
+    @classmethod
+    def execute(cls, model, query_key_scale: float, output_scale: float) -> io.NodeOutput:
+        patched = model.clone()
+        weights = patched.model_state_dict()
+        for scale, parts in ((query_key_scale, (".to_q.", ".to_k.")), (output_scale, (".to_out.0.",))):
+            keys = [k for k in weights if k.endswith("weight") and any(p in k for p in parts)]
+            patched.add_patches({k: (torch.zeros_like(weights[k]),) for k in keys}, 1.0, scale)
+        return io.NodeOutput(patched)
+
+
 class TestFixtures(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
-        return [TinyModelLoader, CaptureLatent, ReferenceAttention, OtherPackAttention]
+        return [TinyModelLoader, CaptureLatent, ReferenceAttention, OtherPackAttention, SharpAttention]
 
 
 async def comfy_entrypoint() -> TestFixtures:

@@ -14,21 +14,44 @@ from ..p2p_core.tokens import PromptSet, find_word
 from .errors import UserError
 from .recording import find_record
 
+MIN_LABEL_HEIGHT = 24
+"""Pixels of a label strip at least; wider panels get a tenth of their width (legible at 32 px and at 1024 px)."""
+
+
+def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow before 10.1: one bitmap size
+        return ImageFont.load_default()
+
+
+def _fitted(draw: ImageDraw.ImageDraw, texts: list[str], width: int, size: int):
+    """(text, font) of the first of `texts` that fits `width` px at a size from `size` down to 8 px; the
+    last one cut short (ending in '…') when none does."""
+    for text in texts:
+        for points in range(size, 7, -1):
+            font = _font(points)
+            if draw.textlength(text, font=font) <= width:
+                return text, font
+    text = texts[-1]
+    while len(text) > 1 and draw.textlength(text + "…", font=font) > width:
+        text = text[:-1]
+    return text + "…", font
+
 
 def _labels(words: list[str], present: list[bool], panel_width: int) -> torch.Tensor:
-    """[label_h, len(words) * panel_width, 3]: each word written under its panel."""
-    height = max(14, panel_width // 10)
-    try:
-        font = ImageFont.load_default(size=max(10, height * 3 // 4))
-    except TypeError:  # Pillow before 10.1: one bitmap size
-        font = ImageFont.load_default()
+    """[label_h, len(words) * panel_width, 3]: each word written under its panel, as large as the strip's
+    height allows and within its panel's width; a word not in the row's prompt in grey, with "(not in
+    prompt)" where it fits."""
+    height = max(MIN_LABEL_HEIGHT, panel_width // 10)
     strip = Image.new("RGB", (panel_width * len(words), height), "white")
     draw = ImageDraw.Draw(strip)
     for i, (word, there) in enumerate(zip(words, present, strict=True)):
-        text = word if there else f"{word} (not in prompt)"
+        texts = [word] if there else [f"{word} (not in prompt)", word]
+        text, font = _fitted(draw, texts, panel_width - 2, height * 3 // 4)
         left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
         origin = (i * panel_width + (panel_width - right + left) // 2 - left, (height - bottom + top) // 2 - top)
-        draw.text(origin, text, fill="black", font=font)
+        draw.text(origin, text, fill="black" if there else "grey", font=font)
     return torch.frombuffer(bytearray(strip.tobytes()), dtype=torch.uint8).reshape(height, -1, 3).float() / 255
 
 

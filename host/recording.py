@@ -105,11 +105,14 @@ def local_blend(
     threshold: float = 0.3,
     blend_start: float = 0.2,
     factor: int = 4,
+    own_mask: torch.Tensor | None = None,
+    own_mask_mode: str = "replace",
 ):
     """(patched model, its LocalBlender): the function behind the LocalBlend node (benchmarks call it).
-    ValueError for a bad input (a word in none of the prompts it must be in, a threshold out of range)."""
+    ValueError for a bad input (a word in none of the prompts it must be in, a threshold out of range).
+    `own_mask`: a ComfyUI MASK [M, H, W] at any size, met with the words' mask as `own_mask_mode` says."""
     words = split_words(source_words), split_words(target_words)
-    blender = LocalBlender(prompts, factor, *words, threshold, blend_start)
+    blender = LocalBlender(prompts, factor, *words, threshold, blend_start, own_mask, own_mask_mode)
     return attach_recorder(model, prompts, blender), blender
 
 

@@ -1,11 +1,14 @@
-"""LocalBlend: keep the source outside the edited words' region (host/recording.py does the work)."""
+"""LocalBlend: keep the source outside the edited words' region, or a mask of the user's own (host/recording.py
+does the work)."""
 
 from __future__ import annotations
 
+import torch
 from comfy_api.latest import io
 
 from ..host.inversion import pin_source
 from ..host.recording import local_blend
+from ..p2p_core.blending import OWN_MASK_MODES
 from ..p2p_core.tokens import PromptSet
 from .inputs import ResolutionChoice, inversion_input, resolution_factor, resolution_input
 from .types import CATEGORY, P2PPrompts, names_errors
@@ -62,6 +65,25 @@ class LocalBlend(ResolutionChoice, io.ComfyNode):
                 ),
                 resolution_input(),
                 inversion_input(),
+                io.Mask.Input(
+                    "mask",
+                    optional=True,
+                    tooltip=(
+                        "A mask of your own (the mask editor of Load Image, or any mask node), at any size: one "
+                        "mask, or one per target. White may change; outside it each target stays the source "
+                        "exactly. mask_mode says how it meets the words' mask."
+                    ),
+                ),
+                io.Combo.Input(
+                    "mask_mode",
+                    options=list(OWN_MASK_MODES),
+                    default=OWN_MASK_MODES[0],
+                    optional=True,
+                    tooltip=(
+                        "With a mask connected: 'replace' uses it instead of the words' mask (the words are "
+                        "then ignored), 'union' lets both regions change, 'intersect' only where both agree."
+                    ),
+                ),
             ],
             outputs=[
                 io.Model.Output(tooltip="The patched model: connect it to a sampler with PromptPair's conditioning.")
@@ -80,7 +102,11 @@ class LocalBlend(ResolutionChoice, io.ComfyNode):
         blend_start: float = 0.2,
         resolution: str | None = None,
         inversion=None,
+        mask: torch.Tensor | None = None,
+        mask_mode: str = OWN_MASK_MODES[0],
     ) -> io.NodeOutput:
         factor = resolution_factor(resolution)
-        patched, _ = local_blend(model, prompts, source_words, target_words, threshold, blend_start, factor)
+        patched, _ = local_blend(
+            model, prompts, source_words, target_words, threshold, blend_start, factor, mask, mask_mode
+        )
         return io.NodeOutput(pin_source(patched, inversion))

@@ -7,7 +7,9 @@ which lets a strongly attended word hide a weak one). A target row's mask is the
 source words' masks on the source row and the target words' masks on that target row, as the paper
 unites the source and target masks. The maps are those averaged over every step so far, the
 current one included (the paper's running attention store), not the current step's alone.
-The blend of a batch [R, C, H, W] (row 0 source):
+A mask of the user's own ([M, H', W'] in 0..1 at any size, M = 1 or one per target; a position is in
+it where more than half of its area is) is used instead of the words' mask, or united or intersected
+with it (`OWN_MASK_MODES`). The blend of a batch [R, C, H, W] (row 0 source):
 
     x_tgt = x_src + mask * (x_tgt - x_src)        (a binary mask: torch.where, exact where mask = 0)
 """
@@ -28,13 +30,28 @@ def word_masks(maps: torch.Tensor, size: tuple[int, int], threshold: float) -> t
     return F.interpolate(pooled, size=size, mode="bilinear", align_corners=False)[:, 0] > threshold
 
 
+OWN_MASK_MODES = ("replace", "union", "intersect")
+"""How a mask of the user's own meets the words' mask: instead of it, united with it, intersected with it."""
+
+
+def own_masks(mask: torch.Tensor, size: tuple[int, int], targets: int) -> torch.Tensor:
+    """[M, H', W'] in 0..1 (M = 1 or `targets`) -> [targets, H, W] bool: in where over half the area is."""
+    if mask.ndim == 2:
+        mask = mask[None]
+    if mask.ndim != 3 or mask.shape[0] not in (1, targets):
+        raise ValueError(f"mask: {tuple(mask.shape)} is not one mask [H, W] or one per target [{targets}, H, W]")
+    area = F.interpolate(mask[:, None].float(), size=size, mode="area")[:, 0] > 0.5
+    return area.expand(targets, *size)
+
+
 def split_words(text: str) -> list[str]:
     """'cat, red hat' -> ['cat', 'red hat']."""
     return [word.strip() for word in text.split(",") if word.strip()]
 
 
 class LocalBlender(MapRecorder):
-    """A MapRecorder that also blends: `mask(size)` from the maps so far, `blend(x, mask)` on a batch."""
+    """A MapRecorder that also blends: `mask(size)` from the maps so far (and the user's own mask),
+    `blend(x, mask)` on a batch."""
 
     def __init__(
         self,
@@ -44,14 +61,24 @@ class LocalBlender(MapRecorder):
         target_words: list[str],
         threshold: float,
         start: float,
+        own_mask: torch.Tensor | None = None,
+        own_mask_mode: str = "replace",
     ) -> None:
         if not prompts.targets:
             raise ValueError("local blend needs at least one target prompt")
-        if not source_words and not target_words:
+        if own_mask_mode not in OWN_MASK_MODES:
+            raise ValueError(f"mask_mode: {own_mask_mode!r} is not one of {', '.join(OWN_MASK_MODES)}")
+        if own_mask is not None and own_mask_mode == "replace":
+            source_words, target_words = [], []  # the mask stands instead of the words
+        elif not source_words and not target_words:
             raise ValueError("local blend: give at least one word (source_words or target_words)")
         if not 0.0 <= threshold <= 1.0 or not 0.0 <= start <= 1.0:
             raise ValueError(f"local blend: threshold {threshold} and blend_start {start} must lie in 0..1")
+        if own_mask is not None and (own_mask.numel() == 0 or not torch.isfinite(own_mask).all()):
+            raise ValueError("mask: the mask is empty or holds NaN / infinite values")
         super().__init__(prompts, factor)
+        self.own_mask = own_mask
+        self.own_mask_mode = own_mask_mode
         self.source_positions = [find_word([prompts.source], word, "source_words")[0] for word in source_words]
         found = [find_word(prompts.targets, word, "target_words") for word in target_words]
         self.target_positions = [
@@ -68,7 +95,22 @@ class LocalBlender(MapRecorder):
         return step >= int(self.start * steps)
 
     def mask(self, size: tuple[int, int]) -> torch.Tensor:
-        """[T, 1, H, W] bool: per target row, the union of its own and the source's word masks."""
+        """[T, 1, H, W] bool: per target row, the union of its own and the source's word masks, met with
+        the user's own mask (OWN_MASK_MODES)."""
+        targets = len(self.target_positions)
+        own = None if self.own_mask is None else own_masks(self.own_mask, size, targets)
+        if own is not None and self.own_mask_mode == "replace":
+            self.last_mask = own[:, None]
+            return self.last_mask
+        words = self._word_masks(size)
+        if own is not None:
+            own = own.to(words.device)
+            words = words | own if self.own_mask_mode == "union" else words & own
+        self.last_mask = words[:, None]
+        return self.last_mask
+
+    def _word_masks(self, size: tuple[int, int]) -> torch.Tensor:
+        """[T, H, W] bool: per target row, the union of its own and the source's word masks."""
         maps = self.average()
         height, width = size
         source = torch.zeros((height, width), dtype=torch.bool, device=maps.device)
@@ -82,8 +124,7 @@ class LocalBlender(MapRecorder):
                 words = torch.stack([phrase_map(maps[row], p) for p in positions])
                 own = own | word_masks(words, size, self.threshold).any(0)
             masks.append(own)
-        self.last_mask = torch.stack(masks)[:, None]
-        return self.last_mask
+        return torch.stack(masks)
 
     @staticmethod
     def blend(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -1,5 +1,6 @@
 """Run the shipped workflows (workflows/*.json, as a user drags them in) in a real ComfyUI on the
-CPU and write what they make to out/: one PNG per workflow, source and edits side by side.
+CPU and write what they show to out/: one PNG per workflow, a labelled row for each Save Image and Preview
+Image node (source and edits side by side, heat maps, masks).
 
 Workflows made for a checkpoint this machine does not have (SD1.5, SDXL) are skipped with a note;
 the others run on the pack's built-in demo model. The pictures the demo workflows load (demo/images/)
@@ -73,47 +74,83 @@ def missing_checkpoints(prompt: dict) -> list[str]:
     ]
 
 
-def side_by_side(outputs: dict, target: Path) -> Path | None:
-    """The workflow's saved images in one row, scaled up (nearest) to at least 256 px high."""
+ROW_HEIGHT = 256
+"""Pixels of each row of a contact sheet at least: the demo's 32 px images are scaled up (nearest)."""
+
+
+def node_titles(workflow: dict) -> dict[str, str]:
+    """Each node's title as the canvas shows it (its own title, else its type), by node id."""
+    return {str(node["id"]): node.get("title") or node["type"] for node in workflow["nodes"]}
+
+
+def shown_images(outputs: dict, titles: dict[str, str]) -> list[tuple[str, list]]:
+    """Every image the workflow shows, saved (Save Image) and previewed (Preview Image: heat maps, masks),
+    as (caption, images) per node in the graph's order."""
     import folder_paths
     from PIL import Image
 
-    images = [
-        Image.open(Path(folder_paths.get_output_directory()) / item.get("subfolder", "") / item["filename"])
-        for ui in outputs.values()
-        for item in ui.get("images", [])
-        if item.get("type") == "output"
-    ]
-    if not images:
+    folders = {"output": folder_paths.get_output_directory(), "temp": folder_paths.get_temp_directory()}
+    shown = []
+    order = {node_id: i for i, node_id in enumerate(titles)}
+    for node_id in sorted(outputs, key=lambda n: order.get(n, len(order))):
+        items = [item for item in outputs[node_id].get("images", []) if item.get("type") in folders]
+        if not items:
+            continue
+        kind = "saved" if items[0]["type"] == "output" else "preview"
+        images = [
+            Image.open(Path(folders[item["type"]]) / item.get("subfolder", "") / item["filename"]).convert("RGB")
+            for item in items
+        ]
+        shown.append((f"{titles.get(node_id, node_id)} ({kind})", images))
+    return shown
+
+
+def contact_sheet(shown: list[tuple[str, list]], target: Path) -> Path | None:
+    """One row per node that shows images, its caption above it, images scaled to ROW_HEIGHT at least."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    if not shown:
         return None
-    scale = max(1, 256 // max(image.height for image in images))
-    images = [
-        image.convert("RGB").resize((image.width * scale, image.height * scale), Image.NEAREST) for image in images
-    ]
-    row = Image.new(
-        "RGB", (sum(i.width for i in images) + 8 * (len(images) - 1), max(i.height for i in images)), "white"
-    )
-    x = 0
-    for image in images:
-        row.paste(image, (x, 0))
-        x += image.width + 8
-    row.save(target)
+    font = ImageFont.load_default(size=20)
+    gap, caption = 8, 30
+    rows = []
+    for text, images in shown:
+        scale = max(1, ROW_HEIGHT // max(image.height for image in images))
+        images = [image.resize((image.width * scale, image.height * scale), Image.NEAREST) for image in images]
+        row = Image.new(
+            "RGB",
+            (sum(i.width for i in images) + gap * (len(images) - 1), caption + max(i.height for i in images)),
+            "white",
+        )
+        ImageDraw.Draw(row).text((4, 4), text, fill="black", font=font)
+        x = 0
+        for image in images:
+            row.paste(image, (x, caption))
+            x += image.width + gap
+        rows.append(row)
+    sheet = Image.new("RGB", (max(r.width for r in rows), sum(r.height for r in rows) + gap * len(rows)), "white")
+    y = 0
+    for row in rows:
+        sheet.paste(row, (0, y))
+        y += row.height + gap
+    sheet.save(target)
     return target
 
 
-def main(names: list[str]) -> int:
+def main(names: list[str], out: Path = REPO / "out") -> int:
+    """Run the workflows named (all when none) and write their contact sheets to `out`; 1 if one failed."""
     harness.boot(fixture_nodes=False)
     import folder_paths
 
     for picture in (REPO / "demo" / "images").glob("*.png"):
         shutil.copy(picture, folder_paths.get_input_directory())
-    out = REPO / "out"
     out.mkdir(exist_ok=True)
     failed = 0
     for path in sorted((REPO / "workflows").glob("*.json")):
         if names and path.stem not in names:
             continue
-        prompt = to_api(json.loads(path.read_text()))
+        workflow = json.loads(path.read_text())
+        prompt = to_api(workflow)
         missing = missing_checkpoints(prompt)
         if missing:
             print(f"{path.stem}: skipped, needs the checkpoint {', '.join(missing)} (put it in models/checkpoints)")
@@ -125,8 +162,8 @@ def main(names: list[str]) -> int:
             print(f"{path.stem}: FAILED: {error.message}")
             failed += 1
             continue
-        written = side_by_side(outputs, out / f"{path.stem}.png")
-        where = written.relative_to(REPO) if written else "no image"
+        written = contact_sheet(shown_images(outputs, node_titles(workflow)), out / f"{path.stem}.png")
+        where = written if written else "no image"
         print(f"{path.stem}: {time.perf_counter() - start:.1f} s -> {where}")
     return 1 if failed else 0
 

@@ -25,8 +25,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-import comfy_harness
-from graphs import edit_graph
+from devtools import harness as comfy_harness
+from devtools.graphs import edit_graph
 
 EQUAL = 0.01
 MARGIN = 10 * EQUAL

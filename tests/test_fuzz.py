@@ -15,7 +15,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import comfy_harness
+from devtools import harness as comfy_harness
 
 comfy_harness.boot()
 import comfy.sample  # noqa: E402

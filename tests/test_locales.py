@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-import comfy_harness
+from devtools import harness as comfy_harness
 from scripts.make_locales import english_node_defs, locale_keys, pack_nodes
 
 LOCALES = comfy_harness.REPO / "locales"

@@ -16,7 +16,7 @@ from __future__ import annotations
 import pytest
 
 from demo.detect import detect
-from graphs import add_mask_extract, edit_graph, read_pngs
+from devtools.graphs import add_mask_extract, edit_graph, read_pngs
 
 THRESHOLD = 0.5
 """Half of each word's maximum (the max-normalised map's half-max)."""

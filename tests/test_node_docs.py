@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-import comfy_harness
+from devtools import harness as comfy_harness
 from scripts.make_locales import pack_nodes
 from scripts.make_pack_images import DOC_IMAGES, RESULTS, result_names
 

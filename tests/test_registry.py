@@ -16,7 +16,7 @@ import pytest
 import yaml
 from PIL import Image
 
-import comfy_harness
+from devtools import harness as comfy_harness
 from scripts.make_pack_images import BANNER, ICON, make_banner, make_icon
 
 REPO = comfy_harness.REPO

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-import comfy_harness
-from graphs import add_mask_extract, edit_graph
+from devtools import harness as comfy_harness
+from devtools.graphs import add_mask_extract, edit_graph
 
 comfy_harness.boot()
 import comfy.model_management  # noqa: E402

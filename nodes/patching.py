@@ -156,15 +156,67 @@ def transformer_blocks(model) -> list[tuple[str, int, int]]:
     return keys
 
 
-def _shared_noise_sampler(function: Any, noise: torch.Tensor, sigmas: torch.Tensor, seed: int | None):
-    """A noise sampler that draws one row and gives it to every branch (ancestral and SDE samplers)."""
+BROWNIAN_NOISE_SAMPLERS = frozenset(
+    f"sample_{name}{device}"
+    for name in ("dpmpp_sde", "dpmpp_2m_sde", "dpmpp_2m_sde_heun", "dpmpp_3m_sde")
+    for device in ("", "_gpu")
+)
+"""ComfyUI's k-diffusion samplers whose own noise sampler is a Brownian tree over [min sigma > 0, max sigma]
+(noise of an interval, (W(t1) - W(t0)) / sqrt(|t1 - t0|)); the `_gpu` ones keep the tree on the model's device."""
+GAUSSIAN_NOISE_SAMPLERS = frozenset(
+    f"sample_{name}"
+    for name in (
+        "euler_ancestral",
+        "euler_ancestral_RF",
+        "euler_ancestral_cfg_pp",
+        "dpm_2_ancestral",
+        "dpm_2_ancestral_RF",
+        "dpmpp_2s_ancestral",
+        "dpmpp_2s_ancestral_RF",
+        "dpmpp_2s_ancestral_cfg_pp",
+        "ddpm",
+        "lcm",
+        "res_multistep",
+        "res_multistep_cfg_pp",
+        "res_multistep_ancestral",
+        "res_multistep_ancestral_cfg_pp",
+        "er_sde",
+        "seeds_2",
+        "seeds_3",
+        "exp_heun_2_x0_sde",
+        "sa_solver",
+        "sa_solver_pece",
+    )
+)
+"""ComfyUI's k-diffusion samplers whose own noise sampler draws independent N(0, 1) noise per call (seeded
+`default_noise_sampler`), whatever the interval: some call it on an empty interval (sigma == sigma_next,
+e.g. exp_heun_2_x0_sde's second stage at r = 1), where a Brownian tree gives 0 / 0 = NaN."""
+
+
+def shared_noise_sampler(function: Any, noise: torch.Tensor, sigmas: torch.Tensor, seed: int | None):
+    """The noise sampler that the sampler `function` would build for a batch of one row, its draws
+    expanded to every branch: `noise_sampler(sigma, sigma_next) -> [rows, C, H, W]`, all rows equal.
+
+    Only ComfyUI's own samplers are recognised (the function itself, not its name, is looked up in
+    `comfy.k_diffusion.sampling`); any other sampler that takes a noise sampler gets a UserError naming it."""
     first = noise[:1]
     rows = noise.shape[0]
-    if "sde" in function.__name__ and function.__name__ != "sample_er_sde":
+    name = getattr(function, "__name__", type(function).__name__)
+    host_own = getattr(k_sampling, name, None) is function
+    if host_own and name in BROWNIAN_NOISE_SAMPLERS:
         positive = sigmas[sigmas > 0]
-        one_row = k_sampling.BrownianTreeNoiseSampler(first, positive.min(), sigmas.max(), seed=seed, cpu=True)
-    else:
+        one_row = k_sampling.BrownianTreeNoiseSampler(
+            first, positive.min(), sigmas.max(), seed=seed, cpu=not name.endswith("_gpu")
+        )
+    elif host_own and name in GAUSSIAN_NOISE_SAMPLERS:
         one_row = k_sampling.default_noise_sampler(first, seed=seed)
+    else:
+        raise UserError(
+            f"Prompt-to-Prompt: the sampler {name.removeprefix('sample_')!r} draws noise while it samples, in a "
+            "way this pack does not know, so the source and target branches would not get the same noise and "
+            "the edit would compare different images; use one of ComfyUI's own samplers (euler, dpmpp_2m, "
+            "euler_ancestral, dpmpp_2m_sde, ...)"
+        )
     return lambda sigma, sigma_next: one_row(sigma, sigma_next).expand(rows, *first.shape[1:]).contiguous()
 
 
@@ -212,13 +264,16 @@ def outer_sample_wrapper(
     latent_shapes = [latent_image.shape]
     function = getattr(sampler, "sampler_function", None)
     options = getattr(sampler, "extra_options", None)
-    shares = (
-        function is not None
-        and options is not None
-        and "noise_sampler" in inspect.signature(function).parameters
-        and options.get("noise_sampler") is None
+    draws_noise = (
+        function is not None and options is not None and "noise_sampler" in inspect.signature(function).parameters
     )
-    if not shares:
+    if draws_noise and options.get("noise_sampler") is not None:
+        raise UserError(
+            f"Prompt-to-Prompt: the sampler {getattr(function, '__name__', '?').removeprefix('sample_')!r} comes "
+            "with its own noise sampler, which would give the source and target branches different noise; use "
+            "a sampler without one"
+        )
+    if not draws_noise:
         return executor(
             noise,
             latent_image,
@@ -231,7 +286,7 @@ def outer_sample_wrapper(
             latent_shapes=latent_shapes,
         )
     # The sampler object may be a cached node output: set and restore, never mutate its dict.
-    sampler.extra_options = {**options, "noise_sampler": _shared_noise_sampler(function, noise, sigmas, seed)}
+    sampler.extra_options = {**options, "noise_sampler": shared_noise_sampler(function, noise, sigmas, seed)}
     try:
         return executor(
             noise,

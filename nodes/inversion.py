@@ -21,7 +21,7 @@ import torch
 from comfy_api.latest import io
 
 from ..p2p_core.inversion import Trajectory, invert, pinned_denoised
-from .patching import UserError, edit_state
+from .patching import UserError, edit_state, sampler_name
 from .types import CATEGORY
 
 P2PInversion = io.Custom("P2P_INVERSION")
@@ -99,11 +99,6 @@ def _post_cfg(model: Any) -> list:
     return model.model_options.get("sampler_post_cfg_function", [])
 
 
-def _sampler_name(function: Any) -> str:
-    name = getattr(function, "__name__", type(function).__name__)
-    return name.removeprefix("sample_")
-
-
 class SourcePin:
     """A post-CFG function: the source row's denoised value becomes the one whose Euler step lands on
     the trajectory's next state. Also the OUTER_SAMPLE check that the run is one it can pin."""
@@ -147,7 +142,7 @@ class SourcePin:
         name = getattr(function, "__name__", "")
         if name not in PINNING_SAMPLERS:
             raise UserError(
-                f"Prompt-to-Prompt inversion: the sampler {_sampler_name(function)!r} cannot keep the source "
+                f"Prompt-to-Prompt inversion: the sampler {sampler_name(function)!r} cannot keep the source "
                 f"branch on the inversion; use {' or '.join(PINNING_SAMPLERS.values())}"
             )
         if float(getattr(sampler, "extra_options", {}).get("s_churn", 0.0)) > 0:

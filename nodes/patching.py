@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import inspect
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import cache
 from typing import Any
@@ -193,7 +194,14 @@ GAUSSIAN_NOISE_SAMPLERS = frozenset(
 e.g. exp_heun_2_x0_sde's second stage at r = 1), where a Brownian tree gives 0 / 0 = NaN."""
 
 
-def shared_noise_sampler(function: Any, noise: torch.Tensor, sigmas: torch.Tensor, seed: int | None):
+def sampler_name(function: Any) -> str:
+    """The name a user picks a sampler function by: `sample_euler` -> "euler"."""
+    return getattr(function, "__name__", type(function).__name__).removeprefix("sample_")
+
+
+def shared_noise_sampler(
+    function: Any, noise: torch.Tensor, sigmas: torch.Tensor, seed: int | None
+) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """The noise sampler that the sampler `function` would build for a batch of one row, its draws
     expanded to every branch: `noise_sampler(sigma, sigma_next) -> [rows, C, H, W]`, all rows equal.
 
@@ -201,7 +209,7 @@ def shared_noise_sampler(function: Any, noise: torch.Tensor, sigmas: torch.Tenso
     `comfy.k_diffusion.sampling`); any other sampler that takes a noise sampler gets a UserError naming it."""
     first = noise[:1]
     rows = noise.shape[0]
-    name = getattr(function, "__name__", type(function).__name__)
+    name = getattr(function, "__name__", "")
     host_own = getattr(k_sampling, name, None) is function
     if host_own and name in BROWNIAN_NOISE_SAMPLERS:
         positive = sigmas[sigmas > 0]
@@ -212,7 +220,7 @@ def shared_noise_sampler(function: Any, noise: torch.Tensor, sigmas: torch.Tenso
         one_row = k_sampling.default_noise_sampler(first, seed=seed)
     else:
         raise UserError(
-            f"Prompt-to-Prompt: the sampler {name.removeprefix('sample_')!r} draws noise while it samples, in a "
+            f"Prompt-to-Prompt: the sampler {sampler_name(function)!r} draws noise while it samples, in a "
             "way this pack does not know, so the source and target branches would not get the same noise and "
             "the edit would compare different images; use one of ComfyUI's own samplers (euler, dpmpp_2m, "
             "euler_ancestral, dpmpp_2m_sde, ...)"
@@ -269,9 +277,8 @@ def outer_sample_wrapper(
     )
     if draws_noise and options.get("noise_sampler") is not None:
         raise UserError(
-            f"Prompt-to-Prompt: the sampler {getattr(function, '__name__', '?').removeprefix('sample_')!r} comes "
-            "with its own noise sampler, which would give the source and target branches different noise; use "
-            "a sampler without one"
+            f"Prompt-to-Prompt: the sampler {sampler_name(function)!r} comes with its own noise sampler, which "
+            "would give the source and target branches different noise; use a sampler without one"
         )
     if not draws_noise:
         return executor(

@@ -23,7 +23,7 @@ import torch
 
 from ..p2p_core.inversion import Trajectory, invert, pinned_denoised
 from .errors import UserError
-from .sampling import SampleCall, outer_sample_wrapper, sampler_function
+from .sampling import SampleCall, outer_sample_wrapper, sampler_function, sampler_name
 from .state import edit_state
 
 PIN_KEY = "prompt_to_prompt_inversion"
@@ -60,9 +60,7 @@ def invert_latent(
     schedule = comfy.samplers.calculate_sigmas(sampling, scheduler, steps)
     sigmas = schedule.flip(0)
     if bool((sigmas[1:] <= sigmas[:-1]).any()):
-        raise UserError(
-            f"the {scheduler!r} schedule of {steps} steps repeats a sigma; choose another scheduler"
-        )
+        raise UserError(f"the {scheduler!r} schedule of {steps} steps repeats a sigma; choose another scheduler")
     guider = comfy.samplers.CFGGuider(model)
     guider.inner_set_conds({"positive": positive} if negative is None else {"positive": positive, "negative": negative})
     guider.set_cfg(cfg)
@@ -98,11 +96,6 @@ def _post_cfg(model: Any) -> list:
     return model.model_options.get("sampler_post_cfg_function", [])
 
 
-def _sampler_name(function: Any) -> str:
-    name = getattr(function, "__name__", type(function).__name__)
-    return name.removeprefix("sample_")
-
-
 class SourcePin:
     """A post-CFG function: the source row's denoised value becomes the one whose Euler step lands on
     the trajectory's next state. Also the OUTER_SAMPLE check that the run is one it can pin."""
@@ -133,7 +126,7 @@ class SourcePin:
         function = sampler_function(call.sampler)
         if function not in PINNING_SAMPLERS:
             raise UserError(
-                f"Prompt-to-Prompt inversion: the sampler {_sampler_name(function)!r} cannot keep the source "
+                f"Prompt-to-Prompt inversion: the sampler {sampler_name(function)!r} cannot keep the source "
                 f"branch on the inversion; use {' or '.join(PINNING_SAMPLERS.values())}"
             )
         if float(getattr(call.sampler, "extra_options", {}).get("s_churn", 0.0)) > 0:

@@ -64,21 +64,45 @@ def outer_sample_wrapper(function: Callable[[SampleCall], torch.Tensor]) -> Call
     return wrapper
 
 
-BROWNIAN_NOISE_SAMPLERS = frozenset(
-    getattr(k_sampling, name)
-    for name in (
-        "sample_dpmpp_sde",
-        "sample_dpmpp_sde_gpu",
-        "sample_dpmpp_2m_sde",
-        "sample_dpmpp_2m_sde_gpu",
-        "sample_dpmpp_2m_sde_heun",
-        "sample_dpmpp_2m_sde_heun_gpu",
-        "sample_dpmpp_3m_sde",
-        "sample_dpmpp_3m_sde_gpu",
+def _host_samplers(*names: str) -> frozenset:
+    """k-diffusion's sampling functions of these names that this host has (each host has its own set)."""
+    return frozenset(getattr(k_sampling, f"sample_{name}") for name in names if hasattr(k_sampling, f"sample_{name}"))
+
+
+BROWNIAN_NOISE_SAMPLERS = _host_samplers(
+    *(
+        f"{name}{device}"
+        for name in ("dpmpp_sde", "dpmpp_2m_sde", "dpmpp_2m_sde_heun", "dpmpp_3m_sde")
+        for device in ("", "_gpu")
     )
-    if hasattr(k_sampling, name)
 )
-"""k-diffusion's samplers whose own noise is a Brownian tree (the others draw fresh Gaussian noise per step)."""
+"""k-diffusion's samplers whose own noise sampler is a Brownian tree over [min sigma > 0, max sigma] (noise of an
+interval, (W(t1) - W(t0)) / sqrt(|t1 - t0|)); the `_gpu` ones keep the tree on the model's device."""
+GAUSSIAN_NOISE_SAMPLERS = _host_samplers(
+    "euler_ancestral",
+    "euler_ancestral_RF",
+    "euler_ancestral_cfg_pp",
+    "dpm_2_ancestral",
+    "dpm_2_ancestral_RF",
+    "dpmpp_2s_ancestral",
+    "dpmpp_2s_ancestral_RF",
+    "dpmpp_2s_ancestral_cfg_pp",
+    "ddpm",
+    "lcm",
+    "res_multistep",
+    "res_multistep_cfg_pp",
+    "res_multistep_ancestral",
+    "res_multistep_ancestral_cfg_pp",
+    "er_sde",
+    "seeds_2",
+    "seeds_3",
+    "exp_heun_2_x0_sde",
+    "sa_solver",
+    "sa_solver_pece",
+)
+"""k-diffusion's samplers whose own noise sampler draws independent N(0, 1) noise per call (the seeded
+`default_noise_sampler`), whatever the interval: some call it on an empty interval (sigma == sigma_next, e.g.
+exp_heun_2_x0_sde's second stage), where a Brownian tree gives 0 / 0 = NaN."""
 
 
 def sampler_function(sampler: Any) -> Any:
@@ -87,16 +111,31 @@ def sampler_function(sampler: Any) -> Any:
     return inspect.unwrap(getattr(sampler, "sampler_function", sampler))
 
 
+def sampler_name(function: Any) -> str:
+    """'euler' for k-diffusion's `sample_euler`: a sampler's name as ComfyUI's sampler lists show it."""
+    return getattr(function, "__name__", type(function).__name__).removeprefix("sample_")
+
+
 def _shared_noise_sampler(function: Any, noise: torch.Tensor, sigmas: torch.Tensor, seed: int | None):
-    """A noise sampler that draws one row and gives it to every branch (ancestral and SDE samplers), of the
-    kind the sampler `function` draws itself (recognised by identity, not by name)."""
+    """The noise sampler that the sampler `function` would build for a batch of one row, its draws expanded
+    to every branch: `noise_sampler(sigma, sigma_next) -> [rows, C, H, W]`, all rows equal. Only this host's
+    own samplers are recognised (by identity, not by name); any other that draws noise is refused by name."""
     first = noise[:1]
     rows = noise.shape[0]
-    if inspect.unwrap(function) in BROWNIAN_NOISE_SAMPLERS:
+    function = inspect.unwrap(function)
+    if function in BROWNIAN_NOISE_SAMPLERS:
         positive = sigmas[sigmas > 0]
-        one_row = k_sampling.BrownianTreeNoiseSampler(first, positive.min(), sigmas.max(), seed=seed, cpu=True)
-    else:
+        on_cpu = not function.__name__.endswith("_gpu")
+        one_row = k_sampling.BrownianTreeNoiseSampler(first, positive.min(), sigmas.max(), seed=seed, cpu=on_cpu)
+    elif function in GAUSSIAN_NOISE_SAMPLERS:
         one_row = k_sampling.default_noise_sampler(first, seed=seed)
+    else:
+        raise UserError(
+            f"Prompt-to-Prompt: the sampler {sampler_name(function)!r} draws noise while it samples, in a way this "
+            "pack does not know, so the source and target branches would not get the same noise and the edit "
+            "would compare different images; use one of ComfyUI's own samplers (euler, dpmpp_2m, euler_ancestral, "
+            "dpmpp_2m_sde, ...)"
+        )
     return lambda sigma, sigma_next: one_row(sigma, sigma_next).expand(rows, *first.shape[1:]).contiguous()
 
 
@@ -140,19 +179,21 @@ def edit_outer_sample(call: SampleCall) -> torch.Tensor:
     sampler = call.sampler
     function = getattr(sampler, "sampler_function", None)
     extra = getattr(sampler, "extra_options", None)
-    shares = (
-        function is not None
-        and extra is not None
-        and "noise_sampler" in inspect.signature(function).parameters
-        and extra.get("noise_sampler") is None
+    draws_noise = (
+        function is not None and extra is not None and "noise_sampler" in inspect.signature(function).parameters
     )
+    if draws_noise and extra.get("noise_sampler") is not None:
+        raise UserError(
+            f"Prompt-to-Prompt: the sampler {sampler_name(sampler_function(sampler))!r} comes with its own noise "
+            "sampler, which would give the source and target branches different noise; use a sampler without one"
+        )
+    noise_sampler = _shared_noise_sampler(function, noise, call.sigmas, call.seed) if draws_noise else None
     options[RUN_KEY] = EditRun(state)
-    if shares:  # the sampler object may be a cached node output: set and restore, never mutate its dict
-        noise_sampler = _shared_noise_sampler(function, noise, call.sigmas, call.seed)
+    if draws_noise:  # the sampler object may be a cached node output: set and restore, never mutate its dict
         sampler.extra_options = {**extra, "noise_sampler": noise_sampler}
     try:
         return call.run()
     finally:
         del options[RUN_KEY]
-        if shares:
+        if draws_noise:
             sampler.extra_options = extra

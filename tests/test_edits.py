@@ -1,5 +1,7 @@
 """The edit nodes in the real host: identity, fused == reference, batching, samplers, no leak."""
 
+import inspect
+
 import pytest
 import torch
 
@@ -7,6 +9,7 @@ from devtools import harness as comfy_harness
 from devtools.graphs import edit_graph
 
 comfy_harness.boot()
+import comfy.k_diffusion.sampling  # noqa: E402
 import comfy.samplers  # noqa: E402
 
 SAME = "a red cat riding a bicycle"
@@ -19,6 +22,78 @@ def test_identity_edit_reproduces_the_source_bit_for_bit(captured, family, sampl
     out = captured["out"]
     assert out.shape[0] == 2 and torch.isfinite(out).all()
     assert torch.equal(out[0], out[1])
+
+
+NOISE_DRAWING_SAMPLERS = [
+    name
+    for name in comfy.samplers.SAMPLER_NAMES
+    if "noise_sampler" in inspect.signature(getattr(comfy.k_diffusion.sampling, f"sample_{name}", len)).parameters
+]
+"""The host's samplers that take a noise sampler (ancestral, SDE, ...), read off the host's own functions."""
+
+
+@pytest.mark.parametrize("sampler", NOISE_DRAWING_SAMPLERS)
+def test_shared_noise_is_the_noise_the_sampler_draws_for_the_source_alone(captured, sampler):
+    """The branches share the noise that the sampler itself would draw for one row (its own kind: a
+    Brownian tree or independent Gaussian draws), so the source row is the source prompt sampled alone."""
+    comfy_harness.run_graph(edit_graph(target=SAME, sampler=sampler, steps=3, capture="edit"))
+    alone = edit_graph(edit=None, target=SAME, sampler=sampler, steps=3, capture="alone")
+    alone["source"] = {"class_type": "CLIPTextEncode", "inputs": {"clip": ["model", 1], "text": SAME}}
+    alone["sample"]["inputs"]["positive"] = ["source", 0]
+    comfy_harness.run_graph(alone)
+    edit, source = captured["edit"], captured["alone"]
+    assert torch.isfinite(edit).all() and source.shape[0] == 1
+    assert (edit[0] - source[0]).abs().max() <= 1e-4 * source.abs().max()
+
+
+def other_pack_sampler_graph(own_noise_sampler: bool, edit: str | None = "AttentionReplace") -> dict:
+    """edit_graph sampled by SamplerCustomAdvanced with the fixture P2PTestOtherPackSampler."""
+    graph = edit_graph(target=SAME, edit=edit, steps=3)
+    model = graph["sample"]["inputs"]["model"]
+    graph.update(
+        {
+            "noise": {"class_type": "RandomNoise", "inputs": {"noise_seed": 1}},
+            "guider": {
+                "class_type": "CFGGuider",
+                "inputs": {"model": model, "positive": ["pair", 0], "negative": ["negative", 0], "cfg": 5.0},
+            },
+            "other_sampler": {
+                "class_type": "P2PTestOtherPackSampler",
+                "inputs": {"own_noise_sampler": own_noise_sampler},
+            },
+            "sigmas": {
+                "class_type": "BasicScheduler",
+                "inputs": {"model": model, "scheduler": "normal", "steps": 3, "denoise": 1.0},
+            },
+        }
+    )
+    graph["sample"] = {
+        "class_type": "SamplerCustomAdvanced",
+        "inputs": {
+            "noise": ["noise", 0],
+            "guider": ["guider", 0],
+            "sampler": ["other_sampler", 0],
+            "sigmas": ["sigmas", 0],
+            "latent_image": ["latent", 0],
+        },
+    }
+    return graph
+
+
+@pytest.mark.parametrize(
+    "own_noise_sampler, message",
+    [
+        (False, "the sampler 'other_pack_ancestral' draws noise .* not know"),
+        (True, "the sampler 'other_pack_ancestral' comes with its own noise sampler"),
+    ],
+)
+def test_a_sampler_whose_noise_the_pack_cannot_share_is_refused_by_name(captured, own_noise_sampler, message):
+    graph = other_pack_sampler_graph(own_noise_sampler, edit=None)
+    graph["latent"]["inputs"]["batch_size"] = 2
+    comfy_harness.run_graph(graph)  # the sampler itself samples (2 rows of its own noise, no edit)
+    assert torch.isfinite(captured["out"]).all()
+    with pytest.raises(comfy_harness.GraphError, match=message):
+        comfy_harness.run_graph(other_pack_sampler_graph(own_noise_sampler))
 
 
 @pytest.mark.parametrize("scheduler", comfy.samplers.SCHEDULER_NAMES)

@@ -131,9 +131,57 @@ class SharpAttention(io.ComfyNode):
         return io.NodeOutput(patched)
 
 
+@torch.no_grad()
+def sample_other_pack_ancestral(model, x, sigmas, extra_args=None, callback=None, disable=None, noise_sampler=None):
+    """Stands for another pack's stochastic sampler: an Euler step to sigma_next / 2, then fresh noise of
+    std sqrt(sigma_next^2 - (sigma_next / 2)^2) from `noise_sampler` (its own N(0, 1) draws when none)."""
+    extra_args = extra_args or {}
+    if noise_sampler is None:
+        generator = torch.Generator().manual_seed(int(extra_args.get("seed") or 0))
+        noise_sampler = lambda sigma, sigma_next: torch.randn(x.shape, generator=generator).to(x)  # noqa: E731
+    s_in = x.new_ones([x.shape[0]])
+    for i in range(len(sigmas) - 1):
+        denoised = model(x, sigmas[i] * s_in, **extra_args)
+        down = sigmas[i + 1] / 2
+        x = denoised + (x - denoised) * (down / sigmas[i])
+        if sigmas[i + 1] > 0:
+            x = x + noise_sampler(sigmas[i], sigmas[i + 1]) * (sigmas[i + 1] ** 2 - down**2).sqrt()
+    return x
+
+
+class OtherPackSampler(io.ComfyNode):
+    """Stands for another pack's SAMPLER that draws noise: optionally with a noise sampler of its own."""
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="P2PTestOtherPackSampler",
+            category="testing",
+            inputs=[io.Boolean.Input("own_noise_sampler", default=False)],
+            outputs=[io.Sampler.Output()],
+        )
+
+    @classmethod
+    def execute(cls, own_noise_sampler: bool) -> io.NodeOutput:
+        import comfy.samplers
+
+        options = {}
+        if own_noise_sampler:
+            generator = torch.Generator().manual_seed(0)
+            options["noise_sampler"] = lambda sigma, sigma_next: torch.randn((), generator=generator)
+        return io.NodeOutput(comfy.samplers.KSAMPLER(sample_other_pack_ancestral, extra_options=options))
+
+
 class TestFixtures(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
-        return [TinyModelLoader, CaptureLatent, ReferenceAttention, OtherPackAttention, SharpAttention]
+        return [
+            TinyModelLoader,
+            CaptureLatent,
+            ReferenceAttention,
+            OtherPackAttention,
+            SharpAttention,
+            OtherPackSampler,
+        ]
 
 
 async def comfy_entrypoint() -> TestFixtures:

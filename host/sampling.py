@@ -65,8 +65,10 @@ def outer_sample_wrapper(function: Callable[[SampleCall], torch.Tensor]) -> Call
 
 
 def _host_samplers(*names: str) -> frozenset:
-    """k-diffusion's sampling functions of these names that this host has (each host has its own set)."""
-    return frozenset(getattr(k_sampling, f"sample_{name}") for name in names if hasattr(k_sampling, f"sample_{name}"))
+    """k-diffusion's sampling functions of these names that this host has (each host has its own set), unwrapped
+    as `sampler_function` unwraps them (`torch.no_grad` wraps most)."""
+    found = (getattr(k_sampling, f"sample_{name}", None) for name in names)
+    return frozenset(inspect.unwrap(function) for function in found if function is not None)
 
 
 BROWNIAN_NOISE_SAMPLERS = _host_samplers(

@@ -44,7 +44,7 @@ if [ ! -f "$stamp" ]; then
   # without it only ComfyUI's audio nodes fail to import).
   grep -vE '^(torch|torchvision|torchaudio)\b|^#|^$' "$host/requirements.txt" > "$venv/comfy-requirements.txt"
   pip_install -r "$venv/comfy-requirements.txt" requests
-  pip_install "pytest>=8" "ruff>=0.6"
+  pip_install "pytest>=8" "ruff>=0.6" "hypothesis>=6"
   touch "$stamp"
 fi
 if [ -n "$tree" ]; then

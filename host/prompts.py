@@ -32,7 +32,16 @@ def prompt_tokens(clip, text: str) -> tuple[PromptTokens, dict]:
     ComfyUI parses weights like `(red:1.2)`, embeddings and chunks of 77 tokens; the words are
     rebuilt from CLIP's end-of-word marks so that a word split in several tokens stays one word.
     """
-    return read_tokens(clip.tokenizer, text, clip.tokenize(text, return_word_ids=True))
+    tokens = clip.tokenize(text, return_word_ids=True)
+    for chunks in tokens.values():
+        for chunk in chunks:
+            for _token, weight, _word_id in chunk:
+                if not math.isfinite(weight):
+                    raise ValueError(
+                        f"PromptPair: the prompt {text!r} weights a word by {weight}: write a finite number, "
+                        "like (red:1.2)"
+                    )
+    return read_tokens(clip.tokenizer, text, tokens)
 
 
 def read_tokens(tokenizers, text: str, tokens: dict) -> tuple[PromptTokens, dict]:

@@ -2,7 +2,7 @@
 
 Any text gives either a valid result or the pack's own error (a ValueError whose message names the
 node or the input), never an exception from deep inside torch or Python; and the server keeps
-serving. Bounded to a few dozen examples per input so that the module runs in well under a minute
+serving. Bounded (15 examples per node input, 60 requests) so that the module runs in well under a minute
 of CPU time.
 """
 
@@ -12,7 +12,7 @@ import json
 
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from devtools import harness as comfy_harness
@@ -70,7 +70,7 @@ TEXT = st.one_of(
     st.text(max_size=40),
     st.builds(lambda piece, n: piece * n, st.sampled_from(["car ", "a, ", "🚗", "(red:1.1) "]), st.integers(80, 400)),
 )
-FUZZ = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def named_error_or_result(call, *names: str):
@@ -106,6 +106,7 @@ def one_step(model, conditioning, negative) -> torch.Tensor:
 
 @FUZZ
 @given(text=TEXT, which=st.sampled_from(["source", "target"]))
+@example(text="a (red:nan) cat", which="source")  # found by this fuzz: a NaN weight made every row NaN
 def test_prompt_pair_text(tiny, text, which):
     """Either prompt: encoded and edited (a refine accepts any pair) and sampled, or a named error."""
     model, clip, negative, _, _ = tiny

@@ -95,7 +95,7 @@ class GraphError(RuntimeError):
 
 
 @cache
-def _caching_executor():
+def caching_executor():
     import execution
 
     return execution.PromptExecutor(_Server(), cache_args={"lru": 0, "ram": 0})
@@ -114,7 +114,7 @@ def run_graph(graph: dict, keep_outputs: bool = False) -> dict:
     if not valid:
         raise GraphError(f"{error.get('message')}: {error.get('details')}", node_errors)
     executor = (
-        _caching_executor() if keep_outputs else execution.PromptExecutor(_Server(), cache_args={"lru": 0, "ram": 0})
+        caching_executor() if keep_outputs else execution.PromptExecutor(_Server(), cache_args={"lru": 0, "ram": 0})
     )
     executor.execute(graph, prompt_id, {}, outputs)
     if not executor.success:

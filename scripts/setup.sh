@@ -21,7 +21,7 @@ else
   venv="$root/.venv"
 fi
 py="$venv/bin/python"
-stamp="$venv/.p2p-setup-v1"
+stamp="$venv/.p2p-setup-v2"
 
 if [ ! -f "$stamp" ]; then
   [ -x "$py" ] || python3 -m venv "$venv"

@@ -151,7 +151,7 @@ def test_word_schedule(tiny, text, edit):
 def test_local_blend_words(tiny, text, which):
     model, _, negative, conditioning, prompts = tiny
     words = {"source_words": "bicycle", "target_words": "car", which: text}
-    blend = pack_node("blend_nodes", "LocalBlend")
+    blend = pack_node("local_blend", "LocalBlend")
     blended = named_error_or_result(
         lambda: blend.execute(model, prompts, threshold=0.5, blend_start=0.0, **words).args[0], "LocalBlend", which
     )
@@ -163,7 +163,7 @@ def test_local_blend_words(tiny, text, which):
 def recorded(tiny):
     """A model that recorded its maps while sampling the pair once, and those samples."""
     model, _, negative, conditioning, prompts = tiny
-    recorder = pack_node("blend_nodes", "AttentionMapRecorder").execute(model, prompts).args[0]
+    recorder = pack_node("attention_maps", "AttentionMapRecorder").execute(model, prompts).args[0]
     return recorder, {"samples": one_step(recorder, conditioning, negative)}, prompts
 
 
@@ -171,7 +171,7 @@ def recorded(tiny):
 @given(text=TEXT)
 def test_mask_extract_words(recorded, text):
     model, samples, prompts = recorded
-    extract = pack_node("blend_nodes", "AttentionMaskExtract")
+    extract = pack_node("attention_maps", "AttentionMaskExtract")
     result = named_error_or_result(
         lambda: extract.execute(model, samples, prompts, text, 0.5).args, "AttentionMaskExtract", "words"
     )

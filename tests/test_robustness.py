@@ -104,7 +104,7 @@ def descendants(graph: dict, node: str) -> set[str]:
 
 def executed_nodes(graph: dict) -> set[str]:
     """The nodes the executor kept across runs (as the server's) ran for `graph`, from its messages."""
-    messages = comfy_harness._caching_executor().server.messages
+    messages = comfy_harness.caching_executor().server.messages
     messages.clear()
     comfy_harness.run_graph(graph, keep_outputs=True)
     return {
@@ -184,7 +184,7 @@ def test_the_edit_in_low_precision(dtype, sampler):
     assert tolerance > 0, f"the run did not compute in {dtype}"
     conditioning, _, edited = pack_edit(low, clip)
     fused = sample(edited, conditioning, negative, sampler=sampler)
-    reference_model = comfy_harness.pack("nodes.patching").with_reference_attention(edited)
+    reference_model = comfy_harness.pack("host.edit").with_reference_attention(edited)
     reference = sample(reference_model, conditioning, negative, sampler=sampler)
     assert torch.isfinite(fused).all() and torch.isfinite(reference).all()
     assert (fused - reference).abs().max() <= tolerance

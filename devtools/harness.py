@@ -96,6 +96,8 @@ class GraphError(RuntimeError):
 
 @cache
 def caching_executor():
+    """The one executor kept across runs, as the server keeps one: nodes whose inputs did not change are
+    served from its cache (`run_graph(..., keep_outputs=True)`)."""
     import execution
 
     return execution.PromptExecutor(_Server(), cache_args={"lru": 0, "ram": 0})

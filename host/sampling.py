@@ -65,7 +65,7 @@ def outer_sample_wrapper(function: Callable[[SampleCall], torch.Tensor]) -> Call
 
 
 BROWNIAN_NOISE_SAMPLERS = frozenset(
-    getattr(k_sampling, name)
+    inspect.unwrap(getattr(k_sampling, name))
     for name in (
         "sample_dpmpp_sde",
         "sample_dpmpp_sde_gpu",
@@ -78,7 +78,8 @@ BROWNIAN_NOISE_SAMPLERS = frozenset(
     )
     if hasattr(k_sampling, name)
 )
-"""k-diffusion's samplers whose own noise is a Brownian tree (the others draw fresh Gaussian noise per step)."""
+"""k-diffusion's samplers whose own noise is a Brownian tree (the others draw fresh Gaussian noise per step),
+unwrapped (ComfyUI decorates them with torch.no_grad) as `sampler_function` gives them."""
 
 
 def sampler_function(sampler: Any) -> Any:
@@ -92,7 +93,7 @@ def _shared_noise_sampler(function: Any, noise: torch.Tensor, sigmas: torch.Tens
     kind the sampler `function` draws itself (recognised by identity, not by name)."""
     first = noise[:1]
     rows = noise.shape[0]
-    if inspect.unwrap(function) in BROWNIAN_NOISE_SAMPLERS:
+    if sampler_function(function) in BROWNIAN_NOISE_SAMPLERS:
         positive = sigmas[sigmas > 0]
         one_row = k_sampling.BrownianTreeNoiseSampler(first, positive.min(), sigmas.max(), seed=seed, cpu=True)
     else:

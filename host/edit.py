@@ -41,7 +41,7 @@ def apply_edit(model, prompts: PromptSet, plan: EditPlan):
             break
     else:
         raise UserError(
-            "Prompt-to-Prompt: this model has no cross-attention transformer blocks (supported: "
+            "this model has no cross-attention transformer blocks (supported: "
             + ", ".join(family.name for family in FAMILIES)
             + ")"
         )

@@ -10,7 +10,6 @@ noise, another schedule or another latent is refused with a message before the f
 
 from __future__ import annotations
 
-import inspect
 import math
 from typing import Any
 
@@ -28,7 +27,7 @@ from .sampling import SampleCall, outer_sample_wrapper, sampler_function, sample
 from .state import edit_state
 
 PIN_KEY = "prompt_to_prompt_inversion"
-PINNING_SAMPLERS = {inspect.unwrap(k_sampling.sample_euler): "euler / ddim"}
+PINNING_SAMPLERS = {sampler_function(k_sampling.sample_euler): "euler / ddim"}
 """Sampler functions whose step is the Euler step that pinning inverts (ComfyUI's ddim is sample_euler)."""
 
 

@@ -41,7 +41,10 @@ def maps_outer_sample(call: SampleCall) -> torch.Tensor:
     options = call.guider.model_options
     recorders = _recorders(options)
     for recorder in recorders:
-        check_same_prompts(options["transformer_options"][STATE_KEY].prompts, recorder.prompts)
+        try:
+            check_same_prompts(options["transformer_options"][STATE_KEY].prompts, recorder.prompts)
+        except UserError as error:
+            raise UserError(f"Prompt-to-Prompt attention maps: {error}") from None
         recorder.begin()
     output = call.run()
     for recorder in recorders:

@@ -321,6 +321,28 @@ async (pack) => {
 """
 
 
+MASK_REPORT_JS = """
+(() => {
+  // What AttentionMaskExtract's run sends to the editor: text lines, and per row its numbers and flags.
+  const node = app.graph.nodes.find((n) => n.type === "AttentionMaskExtract");
+  node.onExecuted({
+    text: ["source: covers 40% (cat)\\ntarget 1: nothing here"],
+    p2p_masks: [
+      { row: "source", words: ["cat"], share: 0.4, empty: false, full: false },
+      { row: "target 1", words: ["cat"], share: 0.0, empty: true, full: false },
+    ],
+  });
+  return [...node.p2pReport.children].map((e) => [e.textContent, e.classList.contains("p2p-problem")]);
+})()
+"""
+
+
+def test_mask_report_marks_rows_from_the_flags_not_the_wording(browser: Chromium) -> None:
+    load(browser, "p2p_attention_maps")
+    rows = browser.evaluate(MASK_REPORT_JS)
+    assert rows == [["source: covers 40% (cat)", False], ["target 1: nothing here", True]]
+
+
 def test_templates_menu_shows_the_workflows(browser: Chromium) -> None:
     assert browser.call(TEMPLATES_JS, comfy_harness.PACK_NAME) == "opened"
     names = [p.stem for p in WORKFLOWS]

@@ -6,6 +6,8 @@ from __future__ import annotations
 import torch
 from comfy_api.latest import ComfyExtension, io
 
+from .other_packs import NODES as OTHER_PACK_NODES
+
 CAPTURED: dict[str, torch.Tensor] = {}
 
 
@@ -102,7 +104,7 @@ class OtherPackAttention(io.ComfyNode):
 
 class TestFixtures(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
-        return [TinyModelLoader, CaptureLatent, ReferenceAttention, OtherPackAttention]
+        return [TinyModelLoader, CaptureLatent, ReferenceAttention, OtherPackAttention, *OTHER_PACK_NODES]
 
 
 async def comfy_entrypoint() -> TestFixtures:

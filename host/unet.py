@@ -55,11 +55,10 @@ def row_options(options: dict, rows: slice, batch: int) -> dict:
     """The attention options of a call on the rows `rows` of a batch of `batch` rows, all of them
     conditional (the target rows of one chunk): `cond_or_uncond`, the shapes' batch size and per-row
     `sigmas` describe that sub-batch, as another pack's patch expects."""
-    count = len(range(*rows.indices(batch)))
-    sub = {**options, "cond_or_uncond": [0] * (1 if count else 0)}
+    sub = {**options, "cond_or_uncond": [0]}
     for name in ("activations_shape", "original_shape"):
         if name in options:
-            sub[name] = [count, *options[name][1:]]
+            sub[name] = [len(range(*rows.indices(batch))), *options[name][1:]]
     sigmas = options.get("sigmas")
     if isinstance(sigmas, torch.Tensor) and sigmas.ndim and sigmas.shape[0] == batch:
         sub["sigmas"] = sigmas[rows]

@@ -167,7 +167,8 @@ def edit_state(pack: tuple[types.ModuleType, ...], edit: Edit):
 
 
 def attention_patches(host_unet: types.ModuleType, unet: torch.nn.Module) -> dict:
-    """`patches_replace` with an AttentionPatch as attn1 and attn2 of every transformer block (as apply_edit)."""
+    """`patches_replace` with an AttentionPatch as attn1 and attn2 of every transformer block (as the edit's
+    outer-sample wrapper puts them on a run)."""
     keys = host_unet.transformer_blocks(SimpleNamespace(model=SimpleNamespace(diffusion_model=unet)))
     return {kind: {key: host_unet.AttentionPatch(kind) for key in keys} for kind in host_unet.KINDS}
 

@@ -1,5 +1,6 @@
-"""Puts an edit plan on a ComfyUI model: the attention family's patches on every attention site and one
-outer-sample wrapper that lines the batch up. Everything goes on a clone; nothing global.
+"""Puts an edit plan on a ComfyUI model: the edit state (with the attention family and its sites) and one
+outer-sample wrapper that lines the batch up and puts the family's patches on every site for the run.
+Everything goes on a clone; nothing global.
 """
 
 from __future__ import annotations
@@ -22,12 +23,15 @@ class AttentionFamily(Protocol):
     """Where a family of models keeps its attention, and how the pack's patch goes on it."""
 
     name: str
+    kinds: dict[str, str]
+    """The kinds of attention the family patches at every site (ComfyUI's name -> a reader's); a run whose
+    patches of one kind never saw the prompts' conditional rows did not edit."""
 
     def sites(self, model: Any) -> list:
         """The model's attention sites of this family (empty when the model is not of it)."""
 
-    def install(self, patched: Any, sites: list) -> None:
-        """Put the pack's attention processor on every site of the clone `patched`."""
+    def install(self, options: dict, sites: list) -> None:
+        """Put the pack's attention processor on every site in one sampling run's transformer `options`."""
 
 
 FAMILIES: tuple[AttentionFamily, ...] = (UNetAttention(),)
@@ -49,10 +53,9 @@ def apply_edit(model, prompts: PromptSet, plan: EditPlan):
     options = patched.model_options["transformer_options"]
     previous = options.get(STATE_KEY)
     if previous is None:
-        options[STATE_KEY] = EditState(prompts, plan)
+        options[STATE_KEY] = EditState(prompts, plan, family, tuple(sites))
     else:
-        options[STATE_KEY] = replace(previous, prompts=prompts, plan=plan)
-    family.install(patched, sites)
+        options[STATE_KEY] = replace(previous, prompts=prompts, plan=plan, family=family, sites=tuple(sites))
     patched.remove_wrappers_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, WRAPPER_KEY)
     patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, WRAPPER_KEY, edit_outer_sample)
     return patched

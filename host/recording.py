@@ -21,8 +21,8 @@ from ..p2p_core.schedules import schedule_step
 from ..p2p_core.tokens import PromptSet
 from .edit import add_observer
 from .errors import UserError, check_same_prompts
-from .sampling import SampleCall, outer_sample_wrapper
-from .state import STATE_KEY, edit_state
+from .sampling import SampleCall, check_reached, outer_sample_wrapper
+from .state import RUN_KEY, STATE_KEY, edit_state
 
 MAPS_KEY = "prompt_to_prompt_maps"
 OUTER_SAMPLE = comfy.patcher_extension.WrappersMP.OUTER_SAMPLE
@@ -47,6 +47,9 @@ def maps_outer_sample(call: SampleCall) -> torch.Tensor:
             raise UserError(f"Prompt-to-Prompt attention maps: {error}") from None
         recorder.begin()
     output = call.run()
+    run = options["transformer_options"].get(RUN_KEY)
+    if run is not None:  # inside the edit's wrapper: a recorder that saw nothing may not have been reached
+        check_reached(run)
     for recorder in recorders:
         if isinstance(recorder, LocalBlender):
             output = recorder.blend(output, _mask(recorder, output.shape[-2:]))

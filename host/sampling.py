@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import comfy.k_diffusion.sampling as k_sampling
+import comfyui_version
 import torch
 
 from .errors import UserError
@@ -153,10 +154,34 @@ def check_conditioning(guider: Any, rows: int) -> None:
             )
 
 
+def check_reached(run: EditRun) -> None:
+    """A UserError unless the run's patches of every kind of attention saw the prompts' conditional rows:
+    else the edit never happened, and the image would come out as if unedited."""
+    state = run.state
+    missing = [label for kind, label in state.family.kinds.items() if kind not in run.reached]
+    if not missing:
+        return
+    batches = ""
+    if run.foreign_batches:
+        sizes = ", ".join(str(b) for b in sorted(run.foreign_batches))
+        batches = (
+            f" The patched attention was called with batches of {sizes} rows, not chunks of the "
+            f"{state.prompts.rows} prompts (source + targets): a node changed the batch."
+        )
+    raise UserError(
+        f"Prompt-to-Prompt: the edit never reached the model's {' and '.join(missing)} while sampling, so the "
+        f"image would come out unedited.{batches} A node after the P2P nodes runs the model without the pack's "
+        "attention patches (one that wraps the UNet or replaces its attention in a way the pack cannot wrap), "
+        f"or this ComfyUI ({comfyui_version.__version__}) or this model routes attention around the "
+        f"transformer-block patches ({state.family.name}). Connect the P2P nodes' MODEL to the sampler "
+        "without that node; if that does not help, report it with your ComfyUI version."
+    )
+
+
 @outer_sample_wrapper
 def edit_outer_sample(call: SampleCall) -> torch.Tensor:
-    """Give every branch the source's latent and noise, ancestral/SDE samplers one shared noise, and the
-    attention patches this run's EditRun."""
+    """Give every branch the source's latent and noise, ancestral/SDE samplers one shared noise, the
+    attention patches on this run's options and this run's EditRun; fail if the edit never reached them."""
     options = call.guider.model_options["transformer_options"]  # this run's copy (CFGGuider.sample)
     state: EditState = options[STATE_KEY]
     rows = state.prompts.rows
@@ -190,12 +215,20 @@ def edit_outer_sample(call: SampleCall) -> torch.Tensor:
             "sampler, which would give the source and target branches different noise; use a sampler without one"
         )
     noise_sampler = _shared_noise_sampler(function, noise, call.sigmas, call.seed) if draws_noise else None
-    options[RUN_KEY] = EditRun(state)
+    run = options[RUN_KEY] = EditRun(state)
+    replaces = options.get("patches_replace")
+    state.family.install(options, state.sites)
     if draws_noise:  # the sampler object may be a cached node output: set and restore, never mutate its dict
         sampler.extra_options = {**extra, "noise_sampler": noise_sampler}
     try:
-        return call.run()
+        output = call.run()
     finally:
         del options[RUN_KEY]
+        if replaces is None:
+            del options["patches_replace"]
+        else:
+            options["patches_replace"] = replaces
         if draws_noise:
             sampler.extra_options = extra
+    check_reached(run)
+    return output

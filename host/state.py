@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 
@@ -21,6 +22,10 @@ class EditState:
 
     prompts: PromptSet
     plan: EditPlan
+    family: Any = None
+    """The AttentionFamily (host/edit.py) of the model's attention sites: it installs the patches for a run."""
+    sites: tuple = ()
+    """The model's attention sites of that family, found when the edit went on the model."""
     reference: bool = False
     observers: tuple = ()
     """Objects with `observe_cross(q, k, heads, latent_grid, step, chunk_starts)` (p2p_core.maps.MapRecorder),
@@ -43,6 +48,18 @@ class EditRun:
         self._sigmas: torch.Tensor | None = None
         self._step: tuple[int, int] = (0, 1)
         self._terms: dict[tuple, CrossTerms | None] = {}
+        self.reached: set[str] = set()
+        """The kinds of attention (the family's `kinds`) whose patch saw a conditional chunk of the prompts."""
+        self.foreign_batches: set[int] = set()
+        """Batch sizes of the patched calls whose rows were not chunks of the prompts (a node changed the batch)."""
+
+    def count(self, kind: str, chunk_starts: list[int] | None, batch: int) -> None:
+        """Account one call of a `kind` patch: its conditional chunks' first rows (None: not chunks of the
+        prompts), its batch size."""
+        if chunk_starts is None:
+            self.foreign_batches.add(batch)
+        elif chunk_starts:
+            self.reached.add(kind)
 
     def step(self, options: dict) -> tuple[int, int]:
         """(step, steps) of this model call, computed once per call (one host sync)."""

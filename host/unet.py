@@ -3,11 +3,16 @@
 A family is an `AttentionFamily`: where its attention sites are on a model, and how a patch goes on one.
 The patch (`AttentionPatch`) is the processor of the site: it reads the edit state and calls the core's
 self/cross attention edits; a second family (joint attention) brings its own sites and processor.
+
+The patches go on at sample time, on the run's copy of the options (`UNetAttention.install`), never on
+the model a node puts out: other packs' nodes, before or after the P2P nodes, see only their own patches
+(and update them in place), and the pack wraps whatever patch ComfyUI would call at each site when the
+run starts, under whichever key the other pack used.
 """
 
 from __future__ import annotations
 
-import math
+from collections.abc import Callable
 from functools import cache
 from typing import Any
 
@@ -15,6 +20,7 @@ import torch
 from comfy.ldm.modules.attention import SpatialTransformer, optimized_attention
 
 from ..p2p_core.attention import (
+    Attend,
     RowLayout,
     fused_cross_attention,
     fused_self_attention,
@@ -22,10 +28,12 @@ from ..p2p_core.attention import (
     reference_cross_attention,
     reference_self_attention,
 )
+from ..p2p_core.maps import layer_grid
 from .state import RUN_KEY, EditRun
 
-KINDS = ("attn1", "attn2")
-"""ComfyUI's replace-patch names of a transformer block's self (attn1) and cross (attn2) attention."""
+KINDS = {"attn1": "self-attention (attn1)", "attn2": "cross-attention (attn2)"}
+"""ComfyUI's replace-patch names of a transformer block's self (attn1) and cross (attn2) attention, and what
+each is to a reader."""
 
 
 def cond_chunk_starts(options: dict, batch: int, rows: int) -> list[int] | None:
@@ -43,14 +51,29 @@ def row_layout(starts: tuple[int, ...], targets: int) -> RowLayout:
     return RowLayout(starts, targets)
 
 
+def row_options(options: dict, rows: slice, batch: int) -> dict:
+    """The attention options of a call on the rows `rows` of a batch of `batch` rows, all of them
+    conditional (the target rows of one chunk): `cond_or_uncond`, the shapes' batch size and per-row
+    `sigmas` describe that sub-batch, as another pack's patch expects."""
+    sub = {**options, "cond_or_uncond": [0]}
+    for name in ("activations_shape", "original_shape"):
+        if name in options:
+            sub[name] = [len(range(*rows.indices(batch))), *options[name][1:]]
+    sigmas = options.get("sigmas")
+    if isinstance(sigmas, torch.Tensor) and sigmas.ndim and sigmas.shape[0] == batch:
+        sub["sigmas"] = sigmas[rows]
+    return sub
+
+
 class AttentionPatch:
-    """An attn1/attn2 replace patch for one transformer block; wraps whatever patch was there."""
+    """An attn1/attn2 replace patch for one transformer block; wraps the patch ComfyUI would call there."""
 
     def __init__(self, kind: str, inner: Any = None) -> None:
         self.kind = kind
         self.inner = inner
 
-    def attend(self, options: dict):
+    def attend(self, options: dict) -> Attend:
+        """The attention this site computes without the edit: the wrapped patch, else the host's kernel."""
         if self.inner is not None:
             return lambda q, k, v: self.inner(q, k, v, options)
         heads = options["n_heads"]
@@ -59,6 +82,20 @@ class AttentionPatch:
             q, k, v, heads, attn_precision=precision, transformer_options=options
         )
 
+    def attend_rows(self, options: dict, batch: int) -> Callable[[slice], Attend]:
+        """rows -> the attention of the target rows `rows` alone (the direct term of refine / re-weight),
+        with options describing that sub-batch. A wrapped patch may add a term of its own (an adapter's
+        extra tokens); the edit's whole-batch call already carries it, so it is taken out of the direct
+        term: patch(q, k, v) - patch(q, k, 0), exact for a patch affine in v."""
+
+        def for_rows(rows: slice) -> Attend:
+            attend = self.attend(row_options(options, rows, batch))
+            if self.inner is None:
+                return attend
+            return lambda q, k, v: attend(q, k, v) - attend(q, k, torch.zeros_like(v))
+
+        return for_rows
+
     def __call__(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, options: dict) -> torch.Tensor:
         attend = self.attend(options)
         run: EditRun | None = options.get(RUN_KEY)
@@ -66,14 +103,15 @@ class AttentionPatch:
             return attend(q, k, v)
         state = run.state
         starts = cond_chunk_starts(options, q.shape[0], state.prompts.rows)
+        run.count(self.kind, starts, q.shape[0])
         if starts is None:
             return attend(q, k, v)
         step = run.step(options)
+        latent = options.get("original_shape")
+        latent_grid = tuple(latent[-2:]) if latent else None
         if self.kind == "attn2" and state.observers:
-            latent = options.get("original_shape")
-            grid = tuple(latent[-2:]) if latent else None
             for observer in state.observers:
-                observer.observe_cross(q, k, options["n_heads"], grid, step, starts)
+                observer.observe_cross(q, k, options["n_heads"], latent_grid, step, starts)
         if not starts or not state.plan.targets:
             return attend(q, k, v)
         layout = row_layout(tuple(starts), state.prompts.rows - 1)
@@ -87,10 +125,9 @@ class AttentionPatch:
                 return attend(q, k, v)
             if state.reference:
                 return reference_cross_attention(q, k, v, heads, layout, terms).to(q.dtype)
-            return fused_cross_attention(q, k, v, attend, layout, terms, chunk)
-        shape = options.get("original_shape") or options.get("activations_shape")
-        factor = math.sqrt(shape[-1] * shape[-2] / q.shape[1]) if shape else 1.0
-        if not state.plan.self_active(*step, factor):
+            return fused_cross_attention(q, k, v, attend, layout, terms, chunk, self.attend_rows(options, q.shape[0]))
+        grid = layer_grid(latent_grid, q.shape[1])
+        if grid is None or not state.plan.self_active(*step, grid[0]):
             return attend(q, k, v)
         if state.reference:
             return reference_self_attention(q, k, v, heads, layout).to(q.dtype)
@@ -115,17 +152,25 @@ class UNetAttention:
     """The UNet family as an AttentionFamily: its sites are the transformer blocks' attn1/attn2."""
 
     name = "UNet cross/self attention (SD1.x, SD2.x, SDXL)"
+    kinds = KINDS
 
     def sites(self, model) -> list[tuple[str, int, int]]:
         """The transformer blocks of `model` (none when it is not a UNet with them)."""
         return transformer_blocks(model)
 
-    def install(self, patched, sites: list[tuple[str, int, int]]) -> None:
-        """Put an AttentionPatch on attn1 and attn2 of every site of the clone `patched`, wrapping the
-        patch another pack put there (and replacing the pack's own from an earlier P2P node)."""
-        replaces = patched.model_options["transformer_options"].get("patches_replace", {})
+    def install(self, options: dict, sites: list[tuple[str, int, int]]) -> None:
+        """Put an AttentionPatch on attn1 and attn2 of every site in `options`, the transformer options of
+        one sampling run (the dicts it changes are replaced by copies, the model's own stay as they are).
+
+        Each wraps the patch ComfyUI would call at the site without the pack: the one under the site's
+        (block, id, transformer index) key, else the one under its block's (block, id) key (IPAdapter_plus
+        on SD1.5); ComfyUI looks the 3-part key up first, so the pack's patch there is the one called."""
+        replaces = dict(options.get("patches_replace", {}))
         for kind in KINDS:
-            for key in sites:
-                existing = replaces.get(kind, {}).get(key)
-                inner = existing.inner if isinstance(existing, AttentionPatch) else existing
-                patched.set_model_patch_replace(AttentionPatch(kind, inner), kind, *key)
+            patches = dict(replaces.get(kind, {}))
+            for block, number, index in sites:
+                found = patches.get((block, number, index), patches.get((block, number)))
+                inner = found.inner if isinstance(found, AttentionPatch) else found
+                patches[(block, number, index)] = AttentionPatch(kind, inner)
+            replaces[kind] = patches
+        options["patches_replace"] = replaces

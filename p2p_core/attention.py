@@ -62,6 +62,7 @@ def fused_cross_attention(
     layout: RowLayout,
     terms: CrossTerms,
     chunk: int | None = None,
+    attend_rows: Callable[[slice], Attend] | None = None,
 ) -> torch.Tensor:
     """new_tgt @ V_tgt = SDPA(Q_src, K_src, mapper diag(c) V_tgt) + SDPA(Q_tgt, K_tgt, diag(d) V_tgt).
 
@@ -73,9 +74,17 @@ def fused_cross_attention(
     operations is the cost, CUDA). A number calls it on that many queries at a time and writes
     each chunk's output into its spent query rows, so the output of the whole call is never
     allocated (where memory is the cost, CPU). Every query attends the same keys either way.
+
+    attend_rows(rows): the kernel of the direct term, on the target rows `rows` of the batch alone
+    (a host may need to be told that the call holds those rows only); `attend` when None.
     """
     targets = layout.slices
-    own = [(rows, k[rows].clone(), v[rows] * terms.d[:, :, None]) for _, rows in targets] if terms.needs_direct else []
+    kernel = attend_rows or (lambda rows: attend)
+    own = (
+        [(kernel(rows), rows, k[rows].clone(), v[rows] * terms.d[:, :, None]) for _, rows in targets]
+        if terms.needs_direct
+        else []
+    )
     for source, rows in targets:
         if terms.needs_fold:
             v[rows] = _folded(v[rows], terms)
@@ -100,15 +109,16 @@ def _into_chunks(
     v: torch.Tensor,
     attend: Attend,
     targets: list[tuple[slice, slice]],
-    own: list[tuple[slice, torch.Tensor, torch.Tensor]],
+    own: list[tuple[Attend, slice, torch.Tensor, torch.Tensor]],
     chunk: int | None,
 ) -> torch.Tensor:
-    """The kernel over query chunks, target queries := their source's; `own` (target rows, their
-    own keys, diag(d) values) adds the direct term. k and v already hold the edited keys/values."""
+    """The kernel over query chunks, target queries := their source's; `own` (the direct term's kernel,
+    target rows, their own keys, diag(d) values) adds the direct term. k and v already hold the edited
+    keys/values."""
     step = chunk or q.shape[1]
     for first in range(0, q.shape[1], step):
         cols = slice(first, first + step)
-        direct = [(rows, attend(q[rows, cols], keys, values)) for rows, keys, values in own]
+        direct = [(rows, kernel(q[rows, cols], keys, values)) for kernel, rows, keys, values in own]
         for source, rows in targets:
             q[rows, cols] = q[source, cols]
         out = attend(q[:, cols], k, v)

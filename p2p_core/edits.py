@@ -142,6 +142,7 @@ class EditPlan:
             needs_fold=not (identity and bool((c == 1).all())),
         )
 
-    def self_active(self, step: int, steps: int, factor: float) -> bool:
-        """Self-attention injection at this step, on a layer `factor` times coarser than the latent."""
+    def self_active(self, step: int, steps: int, factor: int) -> bool:
+        """Self-attention injection at this step, on a layer `factor` times coarser than the latent (its level
+        as maps.layer_grid finds it: padded sides included)."""
         return factor >= self.self_min_factor and self.self_window.covers(step, steps)

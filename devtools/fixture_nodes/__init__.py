@@ -6,6 +6,8 @@ from __future__ import annotations
 import torch
 from comfy_api.latest import ComfyExtension, io
 
+from .other_packs import NODES as OTHER_PACK_NODES
+
 CAPTURED: dict[str, torch.Tensor] = {}
 
 
@@ -181,6 +183,7 @@ class TestFixtures(ComfyExtension):
             OtherPackAttention,
             SharpAttention,
             OtherPackSampler,
+            *OTHER_PACK_NODES,
         ]
 
 

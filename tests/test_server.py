@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from devtools import harness as comfy_harness
+from devtools.comfy_host import comfy_host
 from devtools.graphs import edit_graph
 from devtools.server import ServerGraphError, unique_prefix
 
@@ -67,12 +68,12 @@ def pack_nodes(comfy) -> list:
     return list(sys.modules[f"{package}.nodes"].NODES)
 
 
-def pack_log_lines(log: str, host: Path = comfy_harness.HOST) -> list[str]:
+def pack_log_lines(log: str, host: Path | None = None) -> list[str]:
     """The lines of a server log that name the pack: its name, its folder (the link in custom_nodes/) or its
     repository's path. The host's tree and the Python environment may lie inside the repository (a
     `COMFYUI_PATH` checkout in it, `.venv-0.8.0/ComfyUI`): their paths are taken out of a line first, so that
     the host's own messages (torchaudio missing for its audio nodes) are not read as the pack's."""
-    foreign = sorted({str(host), sys.prefix, str(comfy_harness.REPO / ".venv")}, key=len, reverse=True)
+    foreign = sorted({str(host or comfy_host()), sys.prefix, str(comfy_harness.REPO / ".venv")}, key=len, reverse=True)
     own = (comfy_harness.PACK_NAME, str(comfy_harness.pack_folder() / comfy_harness.PACK_NAME), str(comfy_harness.REPO))
     lines = []
     for line in log.splitlines():

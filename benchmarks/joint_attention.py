@@ -1,9 +1,9 @@
 """Joint attention at diffusion-transformer shapes: the fused Prompt-to-Prompt edit against its explicit reference.
 
-    python benchmarks/joint_attention.py                                  # CPU, fp32, one call per figure
-    python benchmarks/joint_attention.py --models flux --edits inject     # a part of it
-    python benchmarks/joint_attention.py --maps --edits                     # the word maps alone
-    python benchmarks/joint_attention.py --device cuda --dtype bf16 --repeats 5
+    python -m benchmarks.joint_attention                                  # CPU, fp32, one call per figure
+    python -m benchmarks.joint_attention --models flux --edits inject     # a part of it
+    python -m benchmarks.joint_attention --maps --edits                     # the word maps alone
+    python -m benchmarks.joint_attention --device cuda --dtype bf16 --repeats 5
 
 One joint attention call, q, k, v [B, H, N, D] with N = text + image tokens ([text, image]), B = a
 source row and its target rows (`--targets`, default 1: Flux is guidance-distilled, cfg 1):
@@ -40,12 +40,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-from perf import DTYPES, EXACT_RSS, MB, PeakMeter, timed  # perf also puts the repo on sys.path
-from report import ratio, table
 
 from p2p_core.attention import RowLayout
 from p2p_core.joint import JointLayout, JointTerms, fused_joint_attention, reference_joint_attention
 from p2p_core.joint_maps import image_text_maps, word_columns
+
+from .perf import DTYPES, EXACT_RSS, MB, PeakMeter, timed
+from .report import ratio, table
 
 
 @dataclass(frozen=True)
@@ -202,7 +203,11 @@ def main() -> None:
     opts = parser.parse_args()
     device, dtype = torch.device(opts.device), DTYPES[opts.dtype]
     if device.type == "cpu" and any(os.environ.get(key) != value for key, value in EXACT_RSS.items()):
-        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **EXACT_RSS})
+        os.execve(
+            sys.executable,
+            [sys.executable, "-m", "benchmarks.joint_attention", *sys.argv[1:]],
+            {**os.environ, **EXACT_RSS},
+        )
     if opts.threads:
         torch.set_num_threads(opts.threads)
 
@@ -212,7 +217,7 @@ def main() -> None:
     )
     if device.type == "cuda":
         print(f"GPU: {torch.cuda.get_device_name(device)}")
-    print(f"command: python benchmarks/joint_attention.py {' '.join(sys.argv[1:])}".rstrip())
+    print(f"command: python -m benchmarks.joint_attention {' '.join(sys.argv[1:])}".rstrip())
     print(
         f"\nOne call, a source row and {opts.targets} target(s); time = median of {opts.repeats} call(s); memory = "
         "peak over the memory in use before the call; explicit = reference_joint_attention (float32 maps), "

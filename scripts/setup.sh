@@ -27,7 +27,8 @@ if [ ! -f "$stamp" ]; then
   [ -x "$py" ] || python3 -m venv "$venv"
   pip_install() { "$py" -m pip install --disable-pip-version-check -q "$@"; }
 
-  # torch + torchvision as a pair that imports together (DESIGN.md section 7).
+  # torch + torchvision as a pair that imports together (the torch 2.13 CPU wheel on this machine's disk
+  # fails beside any torchvision from the index; this pair installs from the disk and runs on the CPU).
   pip_install torch==2.14.1 torchvision==0.29.1
   if [ -n "$tree" ]; then
     # A writable copy: ComfyUI writes user/, temp/ and its models/ folders into its own tree.

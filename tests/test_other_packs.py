@@ -63,28 +63,31 @@ def insert_nodes(graph: dict, nodes: list[tuple[str, dict]], into: str) -> dict:
     return graph
 
 
-def sample(graph: dict, name: str, captured: dict) -> torch.Tensor:
+def sample(graph: dict, name: str, captured: dict, keep_outputs: bool = False) -> torch.Tensor:
     graph["capture"]["inputs"]["name"] = name
-    harness.run_graph(graph)
+    harness.run_graph(graph, keep_outputs=keep_outputs)
     return captured[name]
 
 
-def check_composition(captured: dict, nodes: list, orders: dict[str, dict], settings: dict) -> None:
+def check_composition(
+    captured: dict, nodes: list, orders: dict[str, dict], settings: dict, keep_outputs: bool = False
+) -> None:
     """Sample neither, the other pack alone, the edit alone and each of `orders` (graph builders); check as
     the module docstring says. An effect is there when the composed latent differs by at least
     PRESENT of the largest change that effect makes alone (the other pack's on either row, the edit's on
-    the target)."""
+    the target). keep_outputs: on one executor (a big checkpoint is loaded once)."""
     calls = other_pack_calls()
-    plain = sample(edit_graph(**{**settings, "edit": None}, batch=2), "plain", captured)
-    alone = sample(insert_nodes(edit_graph(**{**settings, "edit": None}, batch=2), nodes, "sample"), "alone", captured)
-    edit_alone = sample(edit_graph(**settings), "edit alone", captured)
+    plain = sample(edit_graph(**{**settings, "edit": None}, batch=2), "plain", captured, keep_outputs)
+    alone_graph = insert_nodes(edit_graph(**{**settings, "edit": None}, batch=2), nodes, "sample")
+    alone = sample(alone_graph, "alone", captured, keep_outputs)
+    edit_alone = sample(edit_graph(**settings), "edit alone", captured, keep_outputs)
     other_effect = (alone - plain).abs().max()
     edit_effect = (edit_alone[1] - plain[1]).abs().max()
     assert other_effect > 0 and edit_effect > 0
     results = {}
     for order, graph in orders.items():
         calls.clear()
-        results[order] = composed = sample(graph, order, captured)
+        results[order] = composed = sample(graph, order, captured, keep_outputs)
         for class_type, inputs in nodes:
             assert calls[CALL_NAMES[class_type](inputs)] > 0, f"{order}: {class_type} was never called"
         assert torch.isfinite(composed).all()
@@ -152,4 +155,4 @@ def test_on_the_real_sd15_shapes(captured):
     loader = {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": checkpoint("sd15")}}
     settings = {**EDIT, "loader": loader, "steps": 2}
     nodes = COMPOSITIONS["attn2 replace per block"]
-    check_composition(captured, nodes, both_orders(nodes, settings), settings)
+    check_composition(captured, nodes, both_orders(nodes, settings), settings, keep_outputs=True)

@@ -435,7 +435,7 @@ def reopen_in(comfy_server, browser: Chromium, locale: str, ksampler: str) -> No
     browser.evaluate(INSTRUMENT_JS)
     browser.wait_for(
         f"LiteGraph.registered_node_types.KSampler.title === {json.dumps(ksampler)}",
-        timeout=30,
+        timeout=120,
         what=f"the frontend in {locale!r}",
     )
 
@@ -464,7 +464,7 @@ SD15_WORKFLOWS = [p for p in WORKFLOWS if family_of(p) == "sd15" and "Checkpoint
 @pytest.mark.parametrize("path", SD15_WORKFLOWS, ids=[p.stem for p in SD15_WORKFLOWS])
 def test_workflow_runs_on_a_real_shape_checkpoint(comfy_server, browser: Chromium, photo: str, path: Path) -> None:
     """The stock Load Checkpoint of the workflow on a checkpoint with the real SD1.5 shapes (random weights)."""
-    import checkpoints
+    from devtools import checkpoints
 
     entry = run_dropped(comfy_server, browser, path, checkpoints.checkpoint("sd15"), photo)
     images = comfy_server.images(entry)

@@ -220,7 +220,7 @@ def test_an_edit_with_empty_windows_is_the_plain_target(captured, family):
 
 @pytest.mark.slow
 def test_sd2_v_prediction_real_shapes(captured):
-    from checkpoints import checkpoint
+    from devtools.checkpoints import checkpoint
 
     loader = {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": checkpoint("sd2_v")}}
     check_edit({**WORD_SWAP, "loader": loader, "steps": 2, "sampler": "dpmpp_2m"})

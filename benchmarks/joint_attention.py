@@ -1,0 +1,205 @@
+"""Joint attention at diffusion-transformer shapes: the fused Prompt-to-Prompt edit against its explicit reference.
+
+    python benchmarks/joint_attention.py                                  # CPU, fp32, one call per figure
+    python benchmarks/joint_attention.py --models flux --edits inject     # a part of it
+    python benchmarks/joint_attention.py --device cuda --dtype bf16 --repeats 5
+
+One joint attention call, q, k, v [B, H, N, D] with N = text + image tokens ([text, image]), B = a
+source row and its target rows (`--targets`, default 1: Flux is guidance-distilled, cfg 1):
+  Flux.1 1024 px      4096 image tokens (the 128x128 latent in 2x2 patches), 512 text tokens (T5 at
+                      Flux dev's longest; ComfyUI pads T5 to at least 256), 24 heads of 128;
+  SD3.5 Large 1024 px 4096 image tokens, 333 text tokens (77 CLIP-L/G + 256 T5; ComfyUI pads its T5
+                      part to at least 77, so a short prompt gives 154), 38 heads of 64 (ComfyUI's mmdit:
+                      heads = depth = 38, hidden 64 * depth).
+Edits: `inject` (the targets' image-token q and k := the source's: one kernel call) and `inject +
+reweight` (two words re-weighted, 2 and -1: the text and the image queries in two kernel calls).
+Paths: `kernel` (the unedited call), `fused` (p2p_core.joint.fused_joint_attention on that kernel),
+`explicit` (p2p_core.joint.reference_joint_attention: float32 maps [B, H, N, N], softmax in place).
+The explicit path forms the same maps for either edit, so it is measured on the re-weight (all of it).
+Kernel: torch SDPA in ComfyUI's `attention_pytorch` layout with skip_reshape ([B, H, N, D] in, [B, N, H*D]
+out), what ComfyUI runs on CUDA and what `--use-pytorch-cross-attention` runs on the CPU.
+
+Measured in one process, fresh random inputs for every call (the fused path writes into them), after one
+warm-up call at a small shape (library and thread-pool start-up): peak = perf.PeakMeter over the first
+measured call (CPU: the resident-set high-water mark over the resident set at its start, with perf.EXACT_RSS's
+fixed mmap threshold, which this script sets by re-executing itself, so that freed tensors leave the resident
+set; CUDA: max_memory_allocated over memory_allocated), time = median of `--repeats` calls (perf.timed: wall
+and process CPU time; on CUDA device time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from perf import DTYPES, EXACT_RSS, MB, PeakMeter, timed  # perf also puts the repo on sys.path
+from report import ratio, table
+
+from p2p_core.attention import RowLayout
+from p2p_core.joint import JointLayout, JointTerms, fused_joint_attention, reference_joint_attention
+
+
+@dataclass(frozen=True)
+class Shape:
+    model: str
+    image: int
+    text: int
+    heads: int
+    dim: int
+
+
+SHAPES = {
+    "flux": Shape("Flux.1 1024px", 4096, 512, 24, 128),
+    "sd35": Shape("SD3.5 Large 1024px", 4096, 333, 38, 64),
+}
+EDITS = ("inject", "inject + reweight")
+REWEIGHTED = {3: 2.0, 7: -1.0}
+"""Text position -> factor of the re-weighted words."""
+
+
+def comfy_sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """torch SDPA, [B, H, N, D] in, [B, N, H*D] out (ComfyUI's attention_pytorch with skip_reshape=True)."""
+    out = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+    return out.transpose(1, 2).reshape(q.shape[0], q.shape[2], -1)
+
+
+def call(shape: Shape, edit: str, path: str, targets: int) -> Callable[..., torch.Tensor]:
+    """fn(q, k, v) -> out: one call of `path` for `edit` on `targets` targets."""
+    rows = RowLayout((0,), targets)
+    tokens = JointLayout(shape.text, shape.image)
+    scale = None
+    if edit == "inject + reweight":
+        scale = torch.ones(targets, shape.text)
+        for position, factor in REWEIGHTED.items():
+            scale[:, position] = factor
+    terms = JointTerms(True, scale)
+    if path == "kernel":
+        return comfy_sdpa
+    if path == "fused":
+        return lambda q, k, v: fused_joint_attention(q, k, v, comfy_sdpa, rows, tokens, terms)
+    return lambda q, k, v: reference_joint_attention(q, k, v, rows, tokens, terms)
+
+
+def measure(
+    shape: Shape, edit: str, path: str, targets: int, device: torch.device, dtype: torch.dtype, repeats: int
+) -> dict:
+    """{"seconds", "cpu": median wall and process-CPU seconds, "peak": bytes above the memory in use before the
+    first measured call}."""
+    fn = call(shape, edit, path, targets)
+    generator = torch.Generator(device=device).manual_seed(0)
+
+    def inputs(tokens: int) -> list[torch.Tensor]:
+        size = (1 + targets, shape.heads, tokens, shape.dim)
+        return [torch.randn(size, generator=generator, device=device, dtype=dtype) for _ in range(3)]
+
+    meter = PeakMeter(device)
+    times, peak = [], 0
+    with torch.inference_mode():
+        warm = call(Shape(shape.model, 64, 16, shape.heads, shape.dim), edit, path, targets)
+        warm(*inputs(80))
+        for repeat in range(repeats):
+            args = inputs(shape.image + shape.text)
+            if repeat == 0:
+                meter.start()
+            times.append(timed(lambda a=args: fn(*a), device))
+            if repeat == 0:
+                peak = meter.peak()
+            del args
+    return {
+        "seconds": statistics.median(t for t, _ in times),
+        "cpu": statistics.median(c for _, c in times),
+        "peak": peak,
+    }
+
+
+def results_table(rows: list[dict]) -> str:
+    header = [
+        "model",
+        "image + text tokens x heads x dim",
+        "rows",
+        "edit",
+        "kernel ms",
+        "fused ms",
+        "explicit ms",
+        "fused/kernel time",
+        "fused/kernel CPU time",
+        "explicit/fused time",
+        "explicit/fused CPU time",
+        "kernel MB",
+        "fused MB",
+        "explicit MB",
+        "explicit/fused memory",
+    ]
+    body = []
+    for r in rows:
+        s, k, f, e = r["shape"], r["kernel"], r["fused"], r["explicit"]
+        body.append(
+            [
+                s.model,
+                f"{s.image} + {s.text} x {s.heads} x {s.dim}",
+                r["rows"],
+                r["edit"],
+                f"{k['seconds'] * 1000:.0f}",
+                f"{f['seconds'] * 1000:.0f}",
+                f"{e['seconds'] * 1000:.0f}",
+                ratio(f["seconds"], k["seconds"]),
+                ratio(f["cpu"], k["cpu"]),
+                ratio(e["seconds"], f["seconds"]),
+                ratio(e["cpu"], f["cpu"]),
+                f"{k['peak'] / MB:.0f}",
+                f"{f['peak'] / MB:.0f}",
+                f"{e['peak'] / MB:.0f}",
+                ratio(e["peak"], f["peak"]),
+            ]
+        )
+    return table(header, body)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", choices=list(DTYPES), default="fp32")
+    parser.add_argument("--models", nargs="+", choices=list(SHAPES), default=list(SHAPES))
+    parser.add_argument("--edits", nargs="+", choices=EDITS, default=list(EDITS))
+    parser.add_argument("--targets", type=int, default=1, help="target rows beside the source row")
+    parser.add_argument("--repeats", type=int, default=1, help="timed calls per figure (the first also gives the peak)")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    opts = parser.parse_args()
+    device, dtype = torch.device(opts.device), DTYPES[opts.dtype]
+    if device.type == "cpu" and any(os.environ.get(key) != value for key, value in EXACT_RSS.items()):
+        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **EXACT_RSS})
+    if opts.threads:
+        torch.set_num_threads(opts.threads)
+
+    print(
+        f"# Joint attention: {sys.platform}, torch {torch.__version__}, device {opts.device}, {opts.dtype}, "
+        f"{torch.get_num_threads()} CPU threads, {os.cpu_count()} cores"
+    )
+    if device.type == "cuda":
+        print(f"GPU: {torch.cuda.get_device_name(device)}")
+    print(f"command: python benchmarks/joint_attention.py {' '.join(sys.argv[1:])}".rstrip())
+    print(
+        f"\nOne call, a source row and {opts.targets} target(s); time = median of {opts.repeats} call(s); memory = "
+        "peak over the memory in use before the call; explicit = reference_joint_attention (float32 maps), "
+        "measured on the re-weight\n"
+    )
+    rows = []
+    for name in opts.models:
+        shape = SHAPES[name]
+        kernel = measure(shape, "inject", "kernel", opts.targets, device, dtype, opts.repeats)
+        explicit = measure(shape, EDITS[-1], "explicit", opts.targets, device, dtype, opts.repeats)
+        for edit in opts.edits:
+            fused = measure(shape, edit, "fused", opts.targets, device, dtype, opts.repeats)
+            row = {"shape": shape, "rows": 1 + opts.targets, "edit": edit}
+            rows.append({**row, "kernel": kernel, "fused": fused, "explicit": explicit})
+            print(f"  measured {results_table(rows[-1:]).splitlines()[-1]}", file=sys.stderr, flush=True)
+    print(results_table(rows))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,171 @@
+"""Unit tests of the joint-attention edit of p2p_core (pure torch): fused == reference, identity, maps."""
+
+import pytest
+import torch
+
+from p2p_core.attention import RowLayout
+from p2p_core.joint import JointLayout, JointTerms, fused_joint_attention, reference_joint_attention
+from p2p_core.joint_maps import image_text_maps, word_columns
+from p2p_core.joint_plan import JointPlan
+from p2p_core.schedules import Window
+
+HEADS, DIM = 4, 16
+TEXT, IMAGE = 7, 20
+
+
+def sdpa(q, k, v):
+    """ComfyUI's attention_pytorch with skip_reshape=True: [B, H, N, D] in, [B, N, H*D] out."""
+    out = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+    return out.transpose(1, 2).reshape(q.shape[0], q.shape[2], -1)
+
+
+def batch(rows: int, seed: int = 0, scale: float = 1.5) -> list[torch.Tensor]:
+    """q, k, v [rows, H, N, D]; q and k scaled so that the maps are far from uniform."""
+    g = torch.Generator().manual_seed(seed)
+    q, k, v = (torch.randn(rows, HEADS, TEXT + IMAGE, DIM, generator=g) for _ in range(3))
+    return [q * scale, k * scale, v]
+
+
+def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).abs().max() / b.abs().max())
+
+
+ORDERS = [JointLayout(TEXT, IMAGE, True), JointLayout(TEXT, IMAGE, False)]
+ROWS = {
+    "one target": (2, RowLayout((0,), 1)),
+    # An unconditional chunk (rows 0-2), then two conditional chunks of a source and two targets.
+    "two chunks, two targets": (9, RowLayout((3, 6), 2)),
+}
+TARGET_ROWS = {"one target": [1], "two chunks, two targets": [4, 5, 7, 8]}
+
+
+def scales(targets: int, seed: int = 5) -> torch.Tensor:
+    """[T, TEXT] factors: two words re-weighted per target, one of them negative (the fader's range)."""
+    c = torch.ones(targets, TEXT)
+    c[:, 2] = 2.0 + torch.arange(targets)
+    c[:, 4:6] = -1.0
+    return c
+
+
+@pytest.mark.parametrize("tokens", ORDERS, ids=["txt-img", "img-txt"])
+@pytest.mark.parametrize("rows_name", list(ROWS))
+@pytest.mark.parametrize("inject, reweight", [(True, False), (True, True), (False, True)])
+def test_fused_joint_attention_equals_reference(tokens, rows_name, inject, reweight):
+    size, rows = ROWS[rows_name]
+    terms = JointTerms(inject, scales(rows.targets) if reweight else None)
+    q, k, v = batch(size)
+    expected = reference_joint_attention(q.clone(), k.clone(), v.clone(), rows, tokens, terms)
+    fused = fused_joint_attention(q.clone(), k.clone(), v.clone(), sdpa, rows, tokens, terms)
+    assert fused.shape == (size, TEXT + IMAGE, HEADS * DIM)
+    assert relative_error(fused, expected) < 1e-4
+    # The edit changes every target row against the same rows attended unedited; the others are untouched.
+    plain = sdpa(q, k, v)
+    targets = TARGET_ROWS[rows_name]
+    others = [r for r in range(size) if r not in targets]
+    for row in targets:
+        assert relative_error(fused[row], plain[row]) > 0.05
+    assert relative_error(fused[others], plain[others]) < 1e-6
+    if not reweight:
+        assert torch.equal(fused[others], plain[others])
+
+
+@pytest.mark.parametrize("tokens", ORDERS, ids=["txt-img", "img-txt"])
+def test_identity_edit_is_bit_identical_to_the_source(tokens):
+    """Target == source (same prompt, same noise): the targets come out as their source, bit for bit."""
+    rows = RowLayout((3, 6), 2)
+    # An unconditional chunk (rows 0-2), then two chunks of a source and two copies of it.
+    q, k, v = (t[[0, 1, 2, 3, 3, 3, 4, 4, 4]] for t in batch(5, seed=1))
+    out = fused_joint_attention(q.clone(), k.clone(), v.clone(), sdpa, rows, tokens, JointTerms(True, None))
+    for source, target, _ in rows.pairs():
+        assert torch.equal(out[target], out[source])
+    assert torch.equal(out, sdpa(q, k, v))
+
+
+@pytest.mark.parametrize("tokens", ORDERS, ids=["txt-img", "img-txt"])
+def test_reweight_scales_image_queries_only(tokens):
+    """Text queries keep their own values; image queries read the re-weighted text columns."""
+    q, k, v = batch(2, seed=4)
+    rows = RowLayout((0,), 1)
+    plain = fused_joint_attention(q.clone(), k.clone(), v.clone(), sdpa, rows, tokens, JointTerms(True, None))
+    weighted = fused_joint_attention(q.clone(), k.clone(), v.clone(), sdpa, rows, tokens, JointTerms(True, scales(1)))
+    text, image = tokens.text_slice, tokens.image_slice
+    assert relative_error(weighted[1, text], plain[1, text]) < 1e-6
+    assert relative_error(weighted[1, image], plain[1, image]) > 0.05
+    # Not renormalised: a factor of 0 on every text token leaves the image queries' image part alone.
+    no_text = fused_joint_attention(
+        q.clone(), k.clone(), v.clone(), sdpa, rows, tokens, JointTerms(True, torch.zeros(1, TEXT))
+    )
+    v_image = v.clone()
+    v_image[:, :, text] = 0
+    assert relative_error(no_text[1, image], sdpa(*_injected(q, k, tokens), v_image)[1, image]) < 1e-6
+
+
+def _injected(q: torch.Tensor, k: torch.Tensor, tokens: JointLayout) -> list[torch.Tensor]:
+    """q, k with row 1's image tokens := row 0's."""
+    out = [q.clone(), k.clone()]
+    for t in out:
+        t[1, :, tokens.image_slice] = t[0, :, tokens.image_slice]
+    return out
+
+
+@pytest.mark.parametrize("tokens", ORDERS, ids=["txt-img", "img-txt"])
+@pytest.mark.parametrize("chunk_elements", [1 << 22, HEADS * 3 * (TEXT + IMAGE) * 2])
+def test_word_maps_equal_the_full_softmax_sliced(tokens, chunk_elements):
+    q, k, _ = batch(3, seed=2)
+    words = [[[1], [2, 3]], [[4], [2, 3]], [[0, 6], [5]]]  # per row: two words (a word may span tokens)
+    columns = torch.stack([word_columns(per_row, TEXT) for per_row in words])
+    maps = image_text_maps(q, k, tokens, columns, chunk_elements)
+    full = torch.softmax(q @ k.transpose(-1, -2) * DIM**-0.5, -1).mean(1)  # [B, N, N]
+    sliced = full[:, tokens.image_slice][:, :, tokens.text_slice]  # [B, image, text]
+    expected = torch.stack(
+        [torch.stack([sliced[b][:, positions].sum(-1) for positions in per_row]) for b, per_row in enumerate(words)]
+    )
+    assert maps.shape == (3, 2, IMAGE)
+    assert relative_error(maps, expected) < 1e-5
+    shared = image_text_maps(q, k, tokens, columns[0], chunk_elements)  # one set of words for every row
+    assert relative_error(shared[0], expected[0]) < 1e-5
+
+
+def test_plan_injects_in_its_blocks_and_window_and_reweights_everywhere():
+    plan = JointPlan(1, frozenset({("double", 0), ("single", 2)}), Window(0.0, 0.5))
+    cpu, f32 = torch.device("cpu"), torch.float32
+    assert plan.terms(("double", 0), 0, 10, TEXT, cpu, f32) == JointTerms(True, None)
+    assert plan.terms(("double", 0), 5, 10, TEXT, cpu, f32) is None
+    assert plan.terms(("double", 1), 0, 10, TEXT, cpu, f32) is None
+    assert plan.terms(None, 0, 10, TEXT, cpu, f32) is None
+    weighted = plan.reweighted([{(2,): 2.0, (4, 5): -1.0}], TEXT).reweighted([{(2,): 1.5}], TEXT)
+    assert torch.equal(weighted.text_weights, scales(1) * torch.tensor([1, 1, 1.5, 1, 1, 1, 1]))
+    terms = weighted.terms(("double", 1), 7, 10, TEXT, cpu, f32)
+    assert not terms.inject and torch.equal(terms.text_scale, weighted.text_weights)
+    assert plan.reweighted([{(2,): 1.0}], TEXT).terms(("double", 1), 0, 10, TEXT, cpu, f32) is None
+
+
+def test_bad_input_is_named():
+    with pytest.raises(ValueError, match="30 tokens cannot hold 30 text tokens"):
+        JointLayout.of_call(30, 30)
+    assert JointLayout.of_call(27, TEXT, False) == JointLayout(TEXT, IMAGE, False)
+    q, k, v = batch(2)
+    with pytest.raises(ValueError, match=r"text_scale has shape \[1, 5\]"):
+        fused_joint_attention(q, k, v, sdpa, RowLayout((0,), 1), ORDERS[0], JointTerms(False, torch.ones(1, 5)))
+    with pytest.raises(ValueError, match="reach row 2 of a batch of 2"):
+        fused_joint_attention(q, k, v, sdpa, RowLayout((0,), 2), ORDERS[0], JointTerms(True, None))
+    with pytest.raises(ValueError, match="N = 8 text"):
+        fused_joint_attention(q, k, v, sdpa, RowLayout((0,), 1), JointLayout(8, IMAGE), JointTerms(True, None))
+    with pytest.raises(ValueError, match="word 1"):
+        word_columns([[0], [TEXT]], TEXT)
+    plan = JointPlan(1, frozenset(), Window(0, 1)).reweighted([{(2,): 2.0}], TEXT)
+    with pytest.raises(ValueError, match="cover 7 text tokens, this call has 9"):
+        plan.terms(None, 0, 10, 9, torch.device("cpu"), torch.float32)
+    with pytest.raises(ValueError, match=r"positions \[7\]"):
+        plan.reweighted([{(7,): 2.0}], TEXT)
+
+
+def test_fused_runs_in_the_models_dtype():
+    """bf16 projections (Flux's usual dtype): the factors follow v's dtype, the output the kernel's."""
+    size, rows = ROWS["two chunks, two targets"]
+    q, k, v = (t.bfloat16() for t in batch(size, seed=6))
+    terms = JointTerms(True, scales(rows.targets))
+    fused = fused_joint_attention(q.clone(), k.clone(), v.clone(), sdpa, rows, ORDERS[1], terms)
+    expected = reference_joint_attention(q, k, v, rows, ORDERS[1], terms)
+    assert fused.dtype == torch.bfloat16
+    assert relative_error(fused.float(), expected) < 2e-2

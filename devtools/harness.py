@@ -162,11 +162,31 @@ TINY_UNET = {
     "use_temporal_attention": False,
 }
 TINY_CLIP = {"hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 2, "num_hidden_layers": 3}
+TINY_T5 = {"d_model": 64, "d_ff": 128, "d_kv": 16, "num_heads": 4, "num_layers": 2}
+"""A T5 encoder of T5-XXL's layout (gated GELU, relative positions, its 32128-token vocabulary), 64 wide."""
+TINY_FLUX = {
+    "image_model": "flux",
+    "in_channels": 16,
+    "out_channels": 16,
+    "patch_size": 2,
+    "vec_in_dim": TINY_CLIP["hidden_size"],
+    "context_in_dim": TINY_T5["d_model"],
+    "hidden_size": 64,
+    "mlp_ratio": 2.0,
+    "num_heads": 4,
+    "depth": 2,
+    "depth_single_blocks": 2,
+    "axes_dim": [4, 6, 6],
+    "theta": 10000,
+    "qkv_bias": True,
+}
+"""Flux.1's layout (double then single blocks, RoPE on 3 axes, 16 latent channels in 2x2 patches), 64 wide."""
 
 
 @cache
 def tiny_model(family: str, seed: int = 0):
-    """(MODEL, CLIP, VAE) of a tiny `sd15`, `sd15_v` (v-prediction) or `sdxl` model."""
+    """(MODEL, CLIP, VAE) of a tiny `sd15`, `sd15_v` (v-prediction), `sdxl`, `flux` (Flux.1 dev: guidance
+    embedded, T5 + pooled CLIP-L) or `flux_schnell` model."""
     boot()
     import comfy.model_base
     import comfy.model_management
@@ -204,19 +224,28 @@ def tiny_model(family: str, seed: int = 0):
             }
         )
         clip_options = {"clip_l_model_config": {**TINY_CLIP, "projection_dim": 64}}
+    elif family in ("flux", "flux_schnell"):
+        schnell = family == "flux_schnell"
+        config_class = comfy.supported_models.FluxSchnell if schnell else comfy.supported_models.Flux
+        config = config_class({**TINY_FLUX, "guidance_embed": not schnell})
+        clip_options = {"clip_l_model_config": {**TINY_CLIP, "projection_dim": 64}, "t5xxl_model_config": TINY_T5}
     else:
         raise ValueError(family)
     if family == "sd15_v":
         config.model_type = lambda *args, **kwargs: comfy.model_base.ModelType.V_PREDICTION
     unet = config.get_model({})
     init_weights(unet, seed=seed)
+    with torch.no_grad():  # RMSNorm scales of Flux's q/k norms (init_weights zeroes what it takes for a bias)
+        for name, p in unet.named_parameters():
+            if name.endswith("norm.scale"):
+                p.fill_(1.0)
     unet.eval()
     model = comfy.model_patcher.ModelPatcher(
         unet, load_device=comfy.model_management.get_torch_device(), offload_device=torch.device("cpu")
     )
     clip = comfy.sd.CLIP(config.clip_target({}), model_options=clip_options)
     init_weights(clip.cond_stage_model, seed=seed + 1, attn_std=0.02)
-    taesd = comfy.taesd.taesd.TAESD(latent_channels=4)
+    taesd = comfy.taesd.taesd.TAESD(latent_channels=config.latent_format.latent_channels)
     init_weights(taesd, std=0.05, seed=seed + 2)
     vae = comfy.sd.VAE(sd=taesd.state_dict())
     return model, clip, vae

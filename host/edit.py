@@ -13,6 +13,7 @@ from ..p2p_core.edits import EditPlan
 from ..p2p_core.schedules import Window
 from ..p2p_core.tokens import PromptSet
 from .errors import UserError, check_same_prompts
+from .joint import JointAttention
 from .sampling import WRAPPER_KEY, edit_outer_sample
 from .state import STATE_KEY, EditState, edit_state
 from .unet import UNetAttention
@@ -30,7 +31,13 @@ class AttentionFamily(Protocol):
         """Put the pack's attention processor on every site of the clone `patched`."""
 
 
-FAMILIES: tuple[AttentionFamily, ...] = (UNetAttention(),)
+FAMILIES: tuple[AttentionFamily, ...] = (UNetAttention(), JointAttention())
+
+
+def model_family(model) -> str:
+    """The model's family as ComfyUI names it: its model class (SD15, Flux, WAN21, HunyuanDiT, ...) and
+    diffusion model class."""
+    return f"{type(model.model).__name__} ({type(model.model.diffusion_model).__name__})"
 
 
 def apply_edit(model, prompts: PromptSet, plan: EditPlan):
@@ -41,9 +48,8 @@ def apply_edit(model, prompts: PromptSet, plan: EditPlan):
             break
     else:
         raise UserError(
-            "Prompt-to-Prompt: this model has no cross-attention transformer blocks (supported: "
-            + ", ".join(family.name for family in FAMILIES)
-            + ")"
+            f"Prompt-to-Prompt: this {model_family(model)} model has no cross-attention transformer blocks nor joint "
+            "attention the pack can edit (supported: " + ", ".join(family.name for family in FAMILIES) + ")"
         )
     patched = model.clone()
     options = patched.model_options["transformer_options"]

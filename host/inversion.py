@@ -60,7 +60,9 @@ def invert_latent(
     schedule = comfy.samplers.calculate_sigmas(sampling, scheduler, steps)
     sigmas = schedule.flip(0)
     if bool((sigmas[1:] <= sigmas[:-1]).any()):
-        raise UserError(f"the {scheduler!r} schedule of {steps} steps repeats a sigma; choose another scheduler")
+        raise UserError(
+            f"the {scheduler!r} schedule of {steps} steps repeats a sigma; choose another scheduler"
+        )
     guider = comfy.samplers.CFGGuider(model)
     guider.inner_set_conds({"positive": positive} if negative is None else {"positive": positive, "negative": negative})
     guider.set_cfg(cfg)

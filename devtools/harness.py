@@ -145,6 +145,19 @@ def init_weights(module: torch.nn.Module, std: float = 0.02, attn_std: float = 0
                 b.zero_()
 
 
+def init_flux_weights(flux: torch.nn.Module, std: float = 0.1, seed: int = 0) -> None:
+    """init_weights for a Flux, so that its output depends on the prompt: the q/k RMSNorm scales 1 (init_weights
+    zeroes them as biases) and every block's residual gates open (bias 1 on the gate thirds of the modulations:
+    at weights of std 0.02 the gates stay near 0, and the text moves the output by 1e-5)."""
+    init_weights(flux, std=std, seed=seed)
+    with torch.no_grad():
+        for name, p in flux.named_parameters():
+            if name.endswith("norm.scale"):
+                p.fill_(1.0)
+            elif name.endswith("mod.lin.bias") or name.endswith("modulation.lin.bias"):
+                p.view(-1, 3, flux.hidden_size)[:, 2] = 1.0  # (shift, scale, gate) per modulation
+
+
 TINY_UNET = {
     "use_checkpoint": False,
     "image_size": 32,
@@ -186,7 +199,7 @@ TINY_FLUX = {
 @cache
 def tiny_model(family: str, seed: int = 0):
     """(MODEL, CLIP, VAE) of a tiny `sd15`, `sd15_v` (v-prediction), `sdxl`, `flux` (Flux.1 dev: guidance
-    embedded, T5 + pooled CLIP-L) or `flux_schnell` model."""
+    embedded, T5 + pooled CLIP-L) or `flux_schnell` model; `hunyuan_dit` is a MODEL alone (CLIP and VAE None)."""
     boot()
     import comfy.model_base
     import comfy.model_management
@@ -229,20 +242,27 @@ def tiny_model(family: str, seed: int = 0):
         config_class = comfy.supported_models.FluxSchnell if schnell else comfy.supported_models.Flux
         config = config_class({**TINY_FLUX, "guidance_embed": not schnell})
         clip_options = {"clip_l_model_config": {**TINY_CLIP, "projection_dim": 64}, "t5xxl_model_config": TINY_T5}
+    elif family == "hunyuan_dit":  # a family the pack refuses: the model alone (no CLIP, no VAE)
+        config = comfy.supported_models.HunyuanDiT(
+            {"image_model": "hydit", "hidden_size": 64, "depth": 2, "num_heads": 4, "input_size": 8}
+            | {"text_states_dim": 64, "text_states_dim_t5": 64}
+        )
+        clip_options = None
     else:
         raise ValueError(family)
     if family == "sd15_v":
         config.model_type = lambda *args, **kwargs: comfy.model_base.ModelType.V_PREDICTION
     unet = config.get_model({})
-    init_weights(unet, seed=seed)
-    with torch.no_grad():  # RMSNorm scales of Flux's q/k norms (init_weights zeroes what it takes for a bias)
-        for name, p in unet.named_parameters():
-            if name.endswith("norm.scale"):
-                p.fill_(1.0)
+    if family.startswith("flux"):
+        init_flux_weights(unet.diffusion_model, seed=seed)
+    else:
+        init_weights(unet, seed=seed)
     unet.eval()
     model = comfy.model_patcher.ModelPatcher(
         unet, load_device=comfy.model_management.get_torch_device(), offload_device=torch.device("cpu")
     )
+    if clip_options is None:
+        return model, None, None
     clip = comfy.sd.CLIP(config.clip_target({}), model_options=clip_options)
     init_weights(clip.cond_stage_model, seed=seed + 1, attn_std=0.02)
     taesd = comfy.taesd.taesd.TAESD(latent_channels=config.latent_format.latent_channels)

@@ -16,7 +16,9 @@ class TinyModelLoader(io.ComfyNode):
             node_id="P2PTestTinyModel",
             category="testing",
             inputs=[
-                io.Combo.Input("family", options=["sd15", "sd15_v", "sdxl", "no_attention", "flux", "flux_schnell"]),
+                io.Combo.Input(
+                    "family", options=["sd15", "sd15_v", "sdxl", "no_attention", "flux", "flux_schnell", "hunyuan_dit"]
+                ),
                 io.Int.Input("seed", default=0),
             ],
             outputs=[io.Model.Output(), io.Clip.Output(), io.Vae.Output()],

@@ -8,6 +8,7 @@ from devtools import harness as comfy_harness
 from devtools.graphs import edit_graph
 
 SOURCE = "a red cat riding a bicycle"
+WINDOWS = {"cross_replace": 0.8, "self_replace": 0.4}
 SAMPLERS = ["euler", "euler_ancestral", "dpmpp_2m", "dpmpp_2m_sde", "heun"]
 
 
@@ -62,8 +63,7 @@ def unedited(prompt: str, **settings) -> torch.Tensor:
 def test_flux_edit_equals_the_explicit_reference_and_changes_the_target(captured, name):
     settings = dict(family="flux", sampler="dpmpp_2m", steps=3, edit_inputs={"self_layers": "all"}, **EDITS[name])
     settings.setdefault("edit", "AttentionReplace")
-    windows = {"cross_replace": 0.8, "self_replace": 0.4}
-    settings["chain"] = [(node, {**windows, **inputs}) for node, inputs in settings.get("chain", [])]
+    settings["chain"] = [(node, {**WINDOWS, **inputs}) for node, inputs in settings.get("chain", [])]
     comfy_harness.run_graph(edit_graph(**settings, capture="fused"))
     comfy_harness.run_graph(edit_graph(**settings, capture="reference", reference=True))
     comfy_harness.run_graph(edit_graph(**{**settings, "edit": None, "chain": []}, batch=2, capture="plain"))
@@ -98,7 +98,7 @@ def test_plain_flux_samples_bit_identically_after_a_p2p_run(captured):
 
 
 def test_flux_bad_inputs_are_named_and_the_next_prompt_runs(comfy, captured):
-    unknown = edit_graph(family="flux", target=SOURCE, chain=[("Reweight", {"weights": "zebra=2"})], steps=2)
+    unknown = edit_graph(family="flux", target=SOURCE, chain=[("Reweight", {"weights": "zebra=2", **WINDOWS})], steps=2)
     with pytest.raises(comfy.GraphError, match="weights: the word 'zebra' is not in.*its words: a red cat riding a"):
         comfy.run_graph(unknown)
     with pytest.raises(comfy.GraphError, match="target prompt is empty"):
@@ -113,3 +113,26 @@ def test_flux_bad_inputs_are_named_and_the_next_prompt_runs(comfy, captured):
         comfy.run_graph(other)
     comfy.run_graph(edit_graph(family="flux", source=SOURCE, target=SOURCE, steps=2))
     assert torch.equal(captured["out"][0], captured["out"][1])
+
+
+def test_another_packs_attention_override_is_composed_with_on_flux(comfy, captured):
+    other = comfy.loaded_module(comfy.FIXTURE_NODES)
+    graph = edit_graph(family="flux", source=SOURCE, target=SOURCE, steps=2)
+    graph["other"] = {
+        "class_type": "P2PTestOtherPackAttentionOverride",
+        "inputs": {"model": ["model", 0], "scale": 1.5},
+    }
+    graph["edit"]["inputs"]["model"] = ["other", 0]
+    graph["chain0"] = {
+        "class_type": "Reweight",
+        "inputs": {"model": ["edit", 0], "prompts": ["pair", 1], "weights": "red=1", **WINDOWS},
+    }
+    graph["sample"]["inputs"]["model"] = ["chain0", 0]
+    other.OTHER_PACK_CALLS.clear()
+    comfy.run_graph(graph)
+    # Wrapped once: every attention call of the run (2 steps, 4 blocks) reaches the other pack's override once.
+    assert len(other.OTHER_PACK_CALLS) == 2 * 4
+    with_other = captured["out"]
+    assert torch.equal(with_other[0], with_other[1])
+    comfy.run_graph(edit_graph(family="flux", source=SOURCE, target=SOURCE, steps=2))
+    assert relative(captured["out"][0], with_other[0]) > 1e-3

@@ -102,9 +102,32 @@ class OtherPackAttention(io.ComfyNode):
         return io.NodeOutput(patched)
 
 
+class OtherPackAttentionOverride(io.ComfyNode):
+    """Stands for another pack's `optimized_attention_override` (DiT models): scales the values, counts calls."""
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="P2PTestOtherPackAttentionOverride",
+            category="testing",
+            inputs=[io.Model.Input("model"), io.Float.Input("scale", default=1.5)],
+            outputs=[io.Model.Output()],
+        )
+
+    @classmethod
+    def execute(cls, model, scale: float) -> io.NodeOutput:
+        def other_override(func, q, k, v, *args, **kwargs):
+            OTHER_PACK_CALLS.append(q.shape[0])
+            return func(q, k, v * scale, *args, **kwargs)
+
+        patched = model.clone()
+        patched.model_options["transformer_options"]["optimized_attention_override"] = other_override
+        return io.NodeOutput(patched)
+
+
 class TestFixtures(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
-        return [TinyModelLoader, CaptureLatent, ReferenceAttention, OtherPackAttention]
+        return [TinyModelLoader, CaptureLatent, ReferenceAttention, OtherPackAttention, OtherPackAttentionOverride]
 
 
 async def comfy_entrypoint() -> TestFixtures:

@@ -77,6 +77,11 @@ def add_observer(model, prompts: PromptSet, observer):
 
     On a model without a P2P edit, the patches go on with an empty plan: nothing is edited, the
     maps are still observed (a plain generation's heat maps)."""
+    if JointAttention().sites(model):
+        raise UserError(
+            "Prompt-to-Prompt: LocalBlend, AttentionMapRecorder and AttentionMaskExtract do not support "
+            f"joint-attention models ({model_family(model)}) yet; the edit nodes do"
+        )
     state = edit_state(model)
     if state is None:
         model = apply_edit(model, prompts, EditPlan((), Window(0.0, 0.0)))

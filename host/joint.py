@@ -131,11 +131,6 @@ class JointAttentionPatch:
         starts = cond_chunk_starts(options, q.shape[0], run.state.prompts.rows)
         if not starts or not 0 < text < tokens:
             return kernel(*args, **kwargs)
-        if run.state.observers:
-            raise UserError(
-                "Prompt-to-Prompt: LocalBlend, AttentionMapRecorder and AttentionMaskExtract do not support "
-                "joint-attention models (Flux) yet"
-            )
         block = (options.get("block_type"), options.get("block_index"))
         step = run.step(options)
         plan = self.plan_for(text)

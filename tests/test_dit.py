@@ -106,6 +106,9 @@ def test_flux_bad_inputs_are_named_and_the_next_prompt_runs(comfy, captured):
     scheduled = edit_graph(family="flux", edit_inputs={"word_schedule": "car=0.3"}, steps=2)
     with pytest.raises(comfy.GraphError, match="word_schedule: per-word windows do not apply"):
         comfy.run_graph(scheduled)
+    blend = {"source_words": "bicycle", "target_words": "car", "threshold": 0.5}
+    with pytest.raises(comfy.GraphError, match=r"LocalBlend.*do not support joint-attention models \(Flux"):
+        comfy.run_graph(edit_graph(family="flux", chain=[("LocalBlend", blend)], steps=2))
     other = edit_graph(family="flux", steps=2)
     other["other"] = {"class_type": "P2PTestTinyModel", "inputs": {"family": "hunyuan_dit", "seed": 0}}
     other["edit"]["inputs"]["model"] = ["other", 0]

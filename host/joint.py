@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import replace
-from functools import cache
 from typing import Any
 
 import comfy.patcher_extension
@@ -154,16 +153,10 @@ class JointAttentionPatch:
         return out
 
 
-@cache
-def _signature(function: Any) -> inspect.Signature:
-    """The signature of a diffusion model's forward (one per model class and instance, asked every call)."""
-    return inspect.signature(function)
-
-
 def record_text_tokens(executor: Any, *args: Any, **kwargs: Any) -> torch.Tensor:
     """The DIFFUSION_MODEL wrapper: puts the context's token count (the text tokens of every joint call of
     this model call) in the call's `transformer_options`, then runs the model."""
-    bound = _signature(executor.original).bind(*args, **kwargs).arguments
+    bound = inspect.signature(executor.original).bind(*args, **kwargs).arguments  # once per model call
     options = bound.get("transformer_options")
     context = bound.get("context")
     if options is not None and context is not None:

@@ -139,3 +139,12 @@ def test_another_packs_attention_override_is_composed_with_on_flux(comfy, captur
     assert torch.equal(with_other[0], with_other[1])
     comfy.run_graph(edit_graph(family="flux", source=SOURCE, target=SOURCE, steps=2))
     assert relative(captured["out"][0], with_other[0]) > 1e-3
+
+
+def test_a_flux_edit_that_never_reaches_the_joint_attention_fails_the_prompt(comfy, captured):
+    graph = edit_graph(family="flux", target="a blue dog riding a bicycle", steps=2)
+    graph["bypass"] = {"class_type": "P2PTestDropAttentionPatches", "inputs": {"model": ["edit", 0], "kinds": "joint"}}
+    graph["sample"]["inputs"]["model"] = ["bypass", 0]
+    with pytest.raises(comfy.GraphError, match=r"never reached the model's joint attention.*unedited"):
+        comfy.run_graph(graph)
+    assert "out" not in captured

@@ -2,6 +2,7 @@
 
     python benchmarks/joint_attention.py                                  # CPU, fp32, one call per figure
     python benchmarks/joint_attention.py --models flux --edits inject     # a part of it
+    python benchmarks/joint_attention.py --maps --edits                     # the word maps alone
     python benchmarks/joint_attention.py --device cuda --dtype bf16 --repeats 5
 
 One joint attention call, q, k, v [B, H, N, D] with N = text + image tokens ([text, image]), B = a
@@ -16,6 +17,8 @@ reweight` (two words re-weighted, 2 and -1: the text and the image queries in tw
 Paths: `kernel` (the unedited call), `fused` (p2p_core.joint.fused_joint_attention on that kernel),
 `explicit` (p2p_core.joint.reference_joint_attention: float32 maps [B, H, N, N], softmax in place).
 The explicit path forms the same maps for either edit, so it is measured on the re-weight (all of it).
+`--maps`: the word maps local blend and masks need (p2p_core.joint_maps.image_text_maps: two words on
+every row, one kernel call on the image queries), against the unedited kernel call.
 Kernel: torch SDPA in ComfyUI's `attention_pytorch` layout with skip_reshape ([B, H, N, D] in, [B, N, H*D]
 out), what ComfyUI runs on CUDA and what `--use-pytorch-cross-attention` runs on the CPU.
 
@@ -42,6 +45,7 @@ from report import ratio, table
 
 from p2p_core.attention import RowLayout
 from p2p_core.joint import JointLayout, JointTerms, fused_joint_attention, reference_joint_attention
+from p2p_core.joint_maps import image_text_maps, word_columns
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,8 @@ SHAPES = {
 EDITS = ("inject", "inject + reweight")
 REWEIGHTED = {3: 2.0, 7: -1.0}
 """Text position -> factor of the re-weighted words."""
+MAP_WORDS = [[3], [7, 8]]
+"""Text positions of the words whose maps `--maps` measures (a one-token and a two-token word)."""
 
 
 def comfy_sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -82,6 +88,9 @@ def call(shape: Shape, edit: str, path: str, targets: int) -> Callable[..., torc
         return comfy_sdpa
     if path == "fused":
         return lambda q, k, v: fused_joint_attention(q, k, v, comfy_sdpa, rows, tokens, terms)
+    if path == "maps":
+        columns = word_columns(MAP_WORDS, shape.text)
+        return lambda q, k, v: image_text_maps(q, k, comfy_sdpa, tokens, columns)
     return lambda q, k, v: reference_joint_attention(q, k, v, rows, tokens, terms)
 
 
@@ -160,13 +169,34 @@ def results_table(rows: list[dict]) -> str:
     return table(header, body)
 
 
+def maps_table(rows: list[dict]) -> str:
+    header = ["model", "rows", "words", "kernel ms", "maps ms", "maps/kernel time", "maps/kernel CPU time"]
+    header += ["kernel MB", "maps MB"]
+    body = [
+        [
+            r["shape"].model,
+            r["rows"],
+            len(MAP_WORDS),
+            f"{r['kernel']['seconds'] * 1000:.0f}",
+            f"{r['maps']['seconds'] * 1000:.0f}",
+            ratio(r["maps"]["seconds"], r["kernel"]["seconds"]),
+            ratio(r["maps"]["cpu"], r["kernel"]["cpu"]),
+            f"{r['kernel']['peak'] / MB:.0f}",
+            f"{r['maps']['peak'] / MB:.0f}",
+        ]
+        for r in rows
+    ]
+    return table(header, body)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", choices=list(DTYPES), default="fp32")
     parser.add_argument("--models", nargs="+", choices=list(SHAPES), default=list(SHAPES))
-    parser.add_argument("--edits", nargs="+", choices=EDITS, default=list(EDITS))
+    parser.add_argument("--edits", nargs="*", choices=EDITS, default=list(EDITS), help="none: no edit rows")
     parser.add_argument("--targets", type=int, default=1, help="target rows beside the source row")
+    parser.add_argument("--maps", action="store_true", help="also the word maps of every row (joint_maps.py)")
     parser.add_argument("--repeats", type=int, default=1, help="timed calls per figure (the first also gives the peak)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     opts = parser.parse_args()
@@ -188,17 +218,28 @@ def main() -> None:
         "peak over the memory in use before the call; explicit = reference_joint_attention (float32 maps), "
         "measured on the re-weight\n"
     )
-    rows = []
+    rows, map_rows = [], []
     for name in opts.models:
         shape = SHAPES[name]
         kernel = measure(shape, "inject", "kernel", opts.targets, device, dtype, opts.repeats)
-        explicit = measure(shape, EDITS[-1], "explicit", opts.targets, device, dtype, opts.repeats)
+        if opts.edits:
+            explicit = measure(shape, EDITS[-1], "explicit", opts.targets, device, dtype, opts.repeats)
         for edit in opts.edits:
             fused = measure(shape, edit, "fused", opts.targets, device, dtype, opts.repeats)
             row = {"shape": shape, "rows": 1 + opts.targets, "edit": edit}
             rows.append({**row, "kernel": kernel, "fused": fused, "explicit": explicit})
             print(f"  measured {results_table(rows[-1:]).splitlines()[-1]}", file=sys.stderr, flush=True)
-    print(results_table(rows))
+        if opts.maps:
+            maps = measure(shape, "inject", "maps", opts.targets, device, dtype, opts.repeats)
+            map_rows.append({"shape": shape, "rows": 1 + opts.targets, "kernel": kernel, "maps": maps})
+    if rows:
+        print(results_table(rows))
+    if map_rows:
+        print(
+            f"\nWord maps (p2p_core.joint_maps.image_text_maps): {len(MAP_WORDS)} words on every row, "
+            "against the unedited kernel call\n"
+        )
+        print(maps_table(map_rows))
 
 
 if __name__ == "__main__":

@@ -109,20 +109,22 @@ def _injected(q: torch.Tensor, k: torch.Tensor, tokens: JointLayout) -> list[tor
 
 
 @pytest.mark.parametrize("tokens", ORDERS, ids=["txt-img", "img-txt"])
-@pytest.mark.parametrize("chunk_elements", [1 << 22, HEADS * 3 * (TEXT + IMAGE) * 2])
-def test_word_maps_equal_the_full_softmax_sliced(tokens, chunk_elements):
+@pytest.mark.parametrize("many", [False, True], ids=["two words", "more words than the head dim"])
+def test_word_maps_equal_the_full_softmax_sliced(tokens, many):
     q, k, _ = batch(3, seed=2)
     words = [[[1], [2, 3]], [[4], [2, 3]], [[0, 6], [5]]]  # per row: two words (a word may span tokens)
+    if many:  # DIM + 2 words per row: two kernel calls
+        words = [per_row + [[p % TEXT] for p in range(DIM)] for per_row in words]
     columns = torch.stack([word_columns(per_row, TEXT) for per_row in words])
-    maps = image_text_maps(q, k, tokens, columns, chunk_elements)
+    maps = image_text_maps(q, k, sdpa, tokens, columns)
     full = torch.softmax(q @ k.transpose(-1, -2) * DIM**-0.5, -1).mean(1)  # [B, N, N]
     sliced = full[:, tokens.image_slice][:, :, tokens.text_slice]  # [B, image, text]
     expected = torch.stack(
         [torch.stack([sliced[b][:, positions].sum(-1) for positions in per_row]) for b, per_row in enumerate(words)]
     )
-    assert maps.shape == (3, 2, IMAGE)
+    assert maps.shape == (3, len(words[0]), IMAGE)
     assert relative_error(maps, expected) < 1e-5
-    shared = image_text_maps(q, k, tokens, columns[0], chunk_elements)  # one set of words for every row
+    shared = image_text_maps(q, k, sdpa, tokens, columns[0])  # one set of words for every row
     assert relative_error(shared[0], expected[0]) < 1e-5
 
 

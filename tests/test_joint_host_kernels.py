@@ -3,7 +3,7 @@
 The fused path hands the host's kernel query slices (text and image queries apart, for a re-weight)
 and heads-first tensors that may be strided views (SD3's [B, N, H*D] viewed as [B, H, N, D], Z-Image's
 movedim); every kernel ComfyUI may pick must take them with skip_reshape=True, and give the identity
-edit bit for bit.
+edit bit for bit; the word maps go through the same kernel.
 """
 
 import pytest
@@ -11,6 +11,7 @@ import torch
 
 from p2p_core.attention import RowLayout
 from p2p_core.joint import JointLayout, JointTerms, fused_joint_attention, reference_joint_attention
+from p2p_core.joint_maps import image_text_maps, word_columns
 
 HEADS, DIM, TEXT, IMAGE = 4, 16, 7, 40
 KERNELS = ["attention_basic", "attention_split", "attention_sub_quad", "attention_pytorch", "optimized_attention"]
@@ -52,3 +53,9 @@ def test_joint_edit_on_the_host_kernels(comfy, kernel, text_first, flat):
     fused = fused_joint_attention(q.clone(), k.clone(), v.clone(), attend, ROWS, tokens, terms)
     expected = reference_joint_attention(q, k, v, ROWS, tokens, terms)
     assert float((fused - expected).abs().max() / expected.abs().max()) < 1e-4
+    # Word maps through the same kernel against the full softmax, sliced.
+    maps = image_text_maps(q, k, attend, tokens, word_columns([[2], [4, 5]], TEXT))
+    full = torch.softmax(q @ k.transpose(-1, -2) * DIM**-0.5, -1).mean(1)  # [B, N, N]
+    full = full[:, tokens.image_slice][:, :, tokens.text_slice]
+    sliced = torch.stack([full[..., 2], full[..., 4:6].sum(-1)], 1)
+    assert float((maps - sliced).abs().max() / sliced.abs().max()) < 1e-4

@@ -242,7 +242,11 @@ def tiny_model(family: str, seed: int = 0):
     elif family in ("flux", "flux_schnell"):
         schnell = family == "flux_schnell"
         config_class = comfy.supported_models.FluxSchnell if schnell else comfy.supported_models.Flux
-        config = config_class({**TINY_FLUX, "guidance_embed": not schnell})
+        from comfy.ldm.flux.model import FluxParams
+
+        # ComfyUI 0.8 names the context axes of the positions (Flux.1: none); 0.3.75 has no such field
+        newer = {"txt_ids_dims": []} if "txt_ids_dims" in FluxParams.__dataclass_fields__ else {}
+        config = config_class({**TINY_FLUX, **newer, "guidance_embed": not schnell})
         clip_options = {"clip_l_model_config": {**TINY_CLIP, "projection_dim": 64}, "t5xxl_model_config": TINY_T5}
     elif family == "hunyuan_dit":  # a family the pack refuses: the model alone (no CLIP, no VAE)
         config = comfy.supported_models.HunyuanDiT(

@@ -147,6 +147,19 @@ def init_weights(module: torch.nn.Module, std: float = 0.02, attn_std: float = 0
                 b.zero_()
 
 
+def init_flux_weights(flux: torch.nn.Module, std: float = 0.1, seed: int = 0) -> None:
+    """init_weights for a Flux, so that its output depends on the prompt: the q/k RMSNorm scales 1 (init_weights
+    zeroes them as biases) and every block's residual gates open (bias 1 on the gate thirds of the modulations:
+    at weights of std 0.02 the gates stay near 0, and the text moves the output by 1e-5)."""
+    init_weights(flux, std=std, seed=seed)
+    with torch.no_grad():
+        for name, p in flux.named_parameters():
+            if name.endswith("norm.scale"):
+                p.fill_(1.0)
+            elif name.endswith("mod.lin.bias") or name.endswith("modulation.lin.bias"):
+                p.view(-1, 3, flux.hidden_size)[:, 2] = 1.0  # (shift, scale, gate) per modulation
+
+
 TINY_UNET = {
     "use_checkpoint": False,
     "image_size": 32,
@@ -164,11 +177,31 @@ TINY_UNET = {
     "use_temporal_attention": False,
 }
 TINY_CLIP = {"hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 2, "num_hidden_layers": 3}
+TINY_T5 = {"d_model": 64, "d_ff": 128, "d_kv": 16, "num_heads": 4, "num_layers": 2}
+"""A T5 encoder of T5-XXL's layout (gated GELU, relative positions, its 32128-token vocabulary), 64 wide."""
+TINY_FLUX = {
+    "image_model": "flux",
+    "in_channels": 16,
+    "out_channels": 16,
+    "patch_size": 2,
+    "vec_in_dim": TINY_CLIP["hidden_size"],
+    "context_in_dim": TINY_T5["d_model"],
+    "hidden_size": 64,
+    "mlp_ratio": 2.0,
+    "num_heads": 4,
+    "depth": 2,
+    "depth_single_blocks": 2,
+    "axes_dim": [4, 6, 6],
+    "theta": 10000,
+    "qkv_bias": True,
+}
+"""Flux.1's layout (double then single blocks, RoPE on 3 axes, 16 latent channels in 2x2 patches), 64 wide."""
 
 
 @cache
 def tiny_model(family: str, seed: int = 0):
-    """(MODEL, CLIP, VAE) of a tiny `sd15`, `sd15_v` (v-prediction) or `sdxl` model."""
+    """(MODEL, CLIP, VAE) of a tiny `sd15`, `sd15_v` (v-prediction), `sdxl`, `flux` (Flux.1 dev: guidance
+    embedded, T5 + pooled CLIP-L) or `flux_schnell` model; `hunyuan_dit` is a MODEL alone (CLIP and VAE None)."""
     boot()
     import comfy.model_base
     import comfy.model_management
@@ -206,19 +239,39 @@ def tiny_model(family: str, seed: int = 0):
             }
         )
         clip_options = {"clip_l_model_config": {**TINY_CLIP, "projection_dim": 64}}
+    elif family in ("flux", "flux_schnell"):
+        schnell = family == "flux_schnell"
+        config_class = comfy.supported_models.FluxSchnell if schnell else comfy.supported_models.Flux
+        from comfy.ldm.flux.model import FluxParams
+
+        # ComfyUI 0.8 names the context axes of the positions (Flux.1: none); 0.3.75 has no such field
+        newer = {"txt_ids_dims": []} if "txt_ids_dims" in FluxParams.__dataclass_fields__ else {}
+        config = config_class({**TINY_FLUX, **newer, "guidance_embed": not schnell})
+        clip_options = {"clip_l_model_config": {**TINY_CLIP, "projection_dim": 64}, "t5xxl_model_config": TINY_T5}
+    elif family == "hunyuan_dit":  # a family the pack refuses: the model alone (no CLIP, no VAE)
+        config = comfy.supported_models.HunyuanDiT(
+            {"image_model": "hydit", "hidden_size": 64, "depth": 2, "num_heads": 4, "input_size": 8}
+            | {"text_states_dim": 64, "text_states_dim_t5": 64}
+        )
+        clip_options = None
     else:
         raise ValueError(family)
     if family == "sd15_v":
         config.model_type = lambda *args, **kwargs: comfy.model_base.ModelType.V_PREDICTION
     unet = config.get_model({})
-    init_weights(unet, seed=seed)
+    if family.startswith("flux"):
+        init_flux_weights(unet.diffusion_model, seed=seed)
+    else:
+        init_weights(unet, seed=seed)
     unet.eval()
     model = comfy.model_patcher.ModelPatcher(
         unet, load_device=comfy.model_management.get_torch_device(), offload_device=torch.device("cpu")
     )
+    if clip_options is None:
+        return model, None, None
     clip = comfy.sd.CLIP(config.clip_target({}), model_options=clip_options)
     init_weights(clip.cond_stage_model, seed=seed + 1, attn_std=0.02)
-    taesd = comfy.taesd.taesd.TAESD(latent_channels=4)
+    taesd = comfy.taesd.taesd.TAESD(latent_channels=config.latent_format.latent_channels)
     init_weights(taesd, std=0.05, seed=seed + 2)
     vae = comfy.sd.VAE(sd=taesd.state_dict())
     return model, clip, vae

@@ -14,6 +14,7 @@ from ..p2p_core.edits import EditPlan
 from ..p2p_core.schedules import Window
 from ..p2p_core.tokens import PromptSet
 from .errors import UserError, check_same_prompts
+from .joint import JointAttention
 from .sampling import WRAPPER_KEY, edit_outer_sample
 from .state import STATE_KEY, EditState, edit_state
 from .unet import UNetAttention
@@ -31,10 +32,18 @@ class AttentionFamily(Protocol):
         """The model's attention sites of this family (empty when the model is not of it)."""
 
     def install(self, options: dict, sites: list) -> None:
-        """Put the pack's attention processor on every site in one sampling run's transformer `options`."""
+        """Put the pack's attention processor on every site in one sampling run's transformer `options`: each
+        key it changes gets a new value (a changed dict is a copy), which the run sets back when it ends. The
+        processor counts its calls in the run's EditRun (`EditRun.count`, one of `kinds`)."""
 
 
-FAMILIES: tuple[AttentionFamily, ...] = (UNetAttention(),)
+FAMILIES: tuple[AttentionFamily, ...] = (UNetAttention(), JointAttention())
+
+
+def model_family(model) -> str:
+    """The model's family as ComfyUI names it: its model class (SD15, Flux, WAN21, HunyuanDiT, ...) and
+    diffusion model class."""
+    return f"{type(model.model).__name__} ({type(model.model.diffusion_model).__name__})"
 
 
 def apply_edit(model, prompts: PromptSet, plan: EditPlan):
@@ -45,9 +54,8 @@ def apply_edit(model, prompts: PromptSet, plan: EditPlan):
             break
     else:
         raise UserError(
-            "this model has no cross-attention transformer blocks (supported: "
-            + ", ".join(family.name for family in FAMILIES)
-            + ")"
+            f"this {model_family(model)} model has no cross-attention transformer blocks nor joint attention the "
+            "pack can edit (supported: " + ", ".join(family.name for family in FAMILIES) + ")"
         )
     patched = model.clone()
     options = patched.model_options["transformer_options"]
@@ -74,6 +82,11 @@ def add_observer(model, prompts: PromptSet, observer):
 
     On a model without a P2P edit, the patches go on with an empty plan: nothing is edited, the
     maps are still observed (a plain generation's heat maps)."""
+    if JointAttention().sites(model):
+        raise UserError(
+            "LocalBlend, AttentionMapRecorder and AttentionMaskExtract do not support "
+            f"joint-attention models ({model_family(model)}) yet; the edit nodes do"
+        )
     state = edit_state(model)
     if state is None:
         model = apply_edit(model, prompts, EditPlan((), Window(0.0, 0.0)))

@@ -216,18 +216,20 @@ def edit_outer_sample(call: SampleCall) -> torch.Tensor:
         )
     noise_sampler = _shared_noise_sampler(function, noise, call.sigmas, call.seed) if draws_noise else None
     run = options[RUN_KEY] = EditRun(state)
-    replaces = options.get("patches_replace")
+    before = dict(options)
     state.family.install(options, state.sites)
+    installed = [key for key, value in options.items() if key not in before or value is not before[key]]
     if draws_noise:  # the sampler object may be a cached node output: set and restore, never mutate its dict
         sampler.extra_options = {**extra, "noise_sampler": noise_sampler}
     try:
         output = call.run()
     finally:
         del options[RUN_KEY]
-        if replaces is None:
-            del options["patches_replace"]
-        else:
-            options["patches_replace"] = replaces
+        for key in installed:  # the options as they were before the family's install
+            if key in before:
+                options[key] = before[key]
+            else:
+                del options[key]
         if draws_noise:
             sampler.extra_options = extra
     check_reached(run)

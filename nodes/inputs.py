@@ -76,7 +76,8 @@ def window_inputs(cross: float, self_: float) -> list[io.Input]:
             tooltip=(
                 "Fraction of the steps (from the start) during which the target takes the source's "
                 "cross-attention maps. Higher keeps more of the source's layout; lower lets bigger shape "
-                "changes through (paper: 0.8 for a swap)."
+                "changes through (paper: 0.8 for a swap). On Flux (joint attention): the fraction of the steps "
+                "during which the target's image tokens take the source's queries and keys (and a re-weight acts)."
             ),
         ),
         io.Float.Input(
@@ -87,7 +88,8 @@ def window_inputs(cross: float, self_: float) -> list[io.Input]:
             step=0.01,
             tooltip=(
                 "Fraction of the steps during which the target takes the source's self-attention maps: "
-                "keeps the geometry. 0.2-0.4 is typical; higher for colour/texture edits, lower for shape edits."
+                "keeps the geometry. 0.2-0.4 is typical; higher for colour/texture edits, lower for shape edits. "
+                "UNet models only: on Flux the image tokens' q/k injection (cross_replace) keeps the geometry."
             ),
         ),
         io.String.Input(
@@ -96,7 +98,8 @@ def window_inputs(cross: float, self_: float) -> list[io.Input]:
             optional=True,
             tooltip=(
                 "Per-word cross_replace overrides, e.g. 'lemon=0.2, cake=0.1-0.6' (a fraction, or a "
-                "start-end range). Words are those of the target prompt."
+                "start-end range). Words are those of the target prompt. UNet models only (Flux edits the image "
+                "tokens, not words: leave it empty)."
             ),
         ),
         io.Float.Input(
@@ -106,7 +109,10 @@ def window_inputs(cross: float, self_: float) -> list[io.Input]:
             max=1.0,
             step=0.01,
             optional=True,
-            tooltip="Start of the cross-attention injection (fraction of the steps); the end is cross_replace.",
+            tooltip=(
+                "Start of the cross-attention injection (fraction of the steps); the end is cross_replace. On Flux: "
+                "the start of the q/k injection."
+            ),
         ),
         io.Float.Input(
             "self_start",
@@ -125,7 +131,9 @@ def window_inputs(cross: float, self_: float) -> list[io.Input]:
             tooltip=(
                 "Which self-attention layers take the source's maps: the coarse ones (as the paper) keep "
                 "the layout and let details change; more layers keep more detail "
-                f"({_described(SELF_LAYER_LABELS)})."
+                f"({_described(SELF_LAYER_LABELS)}). On Flux: which blocks take the source's image queries and "
+                "keys: coarse the double (two-stream) blocks, medium those and the first half of the single "
+                "blocks, all every block."
             ),
         ),
     ]

@@ -18,7 +18,9 @@ class TinyModelLoader(io.ComfyNode):
             node_id="P2PTestTinyModel",
             category="testing",
             inputs=[
-                io.Combo.Input("family", options=["sd15", "sd15_v", "sdxl", "no_attention"]),
+                io.Combo.Input(
+                    "family", options=["sd15", "sd15_v", "sdxl", "no_attention", "flux", "flux_schnell", "hunyuan_dit"]
+                ),
                 io.Int.Input("seed", default=0),
             ],
             outputs=[io.Model.Output(), io.Clip.Output(), io.Vae.Output()],
@@ -174,6 +176,29 @@ class OtherPackSampler(io.ComfyNode):
         return io.NodeOutput(comfy.samplers.KSAMPLER(sample_other_pack_ancestral, extra_options=options))
 
 
+class OtherPackAttentionOverride(io.ComfyNode):
+    """Stands for another pack's `optimized_attention_override` (DiT models): scales the values, counts calls."""
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="P2PTestOtherPackAttentionOverride",
+            category="testing",
+            inputs=[io.Model.Input("model"), io.Float.Input("scale", default=1.5)],
+            outputs=[io.Model.Output()],
+        )
+
+    @classmethod
+    def execute(cls, model, scale: float) -> io.NodeOutput:
+        def other_override(func, q, k, v, *args, **kwargs):
+            OTHER_PACK_CALLS.append(q.shape[0])
+            return func(q, k, v * scale, *args, **kwargs)
+
+        patched = model.clone()
+        patched.model_options["transformer_options"]["optimized_attention_override"] = other_override
+        return io.NodeOutput(patched)
+
+
 class TestFixtures(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
         return [
@@ -181,6 +206,7 @@ class TestFixtures(ComfyExtension):
             CaptureLatent,
             ReferenceAttention,
             OtherPackAttention,
+            OtherPackAttentionOverride,
             SharpAttention,
             OtherPackSampler,
             *OTHER_PACK_NODES,

@@ -15,7 +15,8 @@ batch it is given (`check_batch`). Every call is counted in CALLS, by stand-in.
 - `P2PTestOtherAttentionOverride`: an `optimized_attention_override` that wraps the previous one (as
   sage / sparse attention nodes do) and sharpens the conditional chunks' attention;
 - `P2PTestDropAttentionPatches`: a UNet function wrapper that runs the UNet without the `attn1` and/or
-  `attn2` replace patches (a pack, host or sampler path that bypasses the hooks).
+  `attn2` replace patches, or a joint-attention model without the attention override (`joint`) (a pack,
+  host or sampler path that bypasses the hooks).
 """
 
 from __future__ import annotations
@@ -199,7 +200,7 @@ class DropAttentionPatches(io.ComfyNode):
         return io.Schema(
             node_id="P2PTestDropAttentionPatches",
             category="testing",
-            inputs=[io.Model.Input("model"), io.Combo.Input("kinds", options=["attn1, attn2", "attn2"])],
+            inputs=[io.Model.Input("model"), io.Combo.Input("kinds", options=["attn1, attn2", "attn2", "joint"])],
             outputs=[io.Model.Output()],
         )
 
@@ -213,6 +214,8 @@ class DropAttentionPatches(io.ComfyNode):
             options = dict(conditioning.get("transformer_options", {}))
             replaces = options.get("patches_replace", {})
             options["patches_replace"] = {kind: found for kind, found in replaces.items() if kind not in dropped}
+            if "joint" in dropped:
+                options.pop("optimized_attention_override", None)
             conditioning["transformer_options"] = options
             return apply_model(args["input"], args["timestep"], **conditioning)
 

@@ -94,9 +94,12 @@ def row_layout(starts: tuple[int, ...], targets: int) -> RowLayout:
 class AttentionPatch:
     """An attn1/attn2 replace patch for one transformer block; wraps whatever patch was there."""
 
-    def __init__(self, kind: str, inner: Any = None) -> None:
+    def __init__(self, kind: str, inner: Any = None, cpu_query_chunks: bool = True) -> None:
+        """cpu_query_chunks: on the CPU, run the edited kernel over query chunks (memory); False runs the
+        one-call path CUDA runs (benchmarks/dispatch.py counts its operations on the CPU)."""
         self.kind = kind
         self.inner = inner
+        self.cpu_query_chunks = cpu_query_chunks
 
     def attend(self, options: dict):
         if self.inner is not None:
@@ -125,7 +128,7 @@ class AttentionPatch:
         heads = options["n_heads"]
         # On the CPU, memory is the cost: query chunks written into the spent queries. Only around
         # the host's kernel, since another pack's patch may expect every query (a spatial mask).
-        chunk = query_chunk(q) if self.inner is None and q.device.type == "cpu" else None
+        chunk = query_chunk(q) if self.cpu_query_chunks and self.inner is None and q.device.type == "cpu" else None
         if self.kind == "attn2":
             terms = state.cross_terms(step, k.shape[1], v)
             if terms is None:

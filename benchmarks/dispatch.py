@@ -14,8 +14,9 @@ on CUDA):
                16x16 layer, 1280 channels, where the coarse default injects), after a first call of the
                same step (per-step terms are prepared then, and counted per forward), minus the plain call
                (`optimized_attention` alone, as the unpatched model calls it);
-  per forward  one whole UNet forward (ComfyUI's `UNetModel`, the SD1.5 layout at base width 64, which
-               changes no operation count; a fresh sigma, so the per-step preparation is inside) minus the
+  per forward  one whole UNet forward (ComfyUI's `UNetModel`, the SD1.5 layout at base width 32 on a 32x32
+               latent, which changes no operation count; a step not seen before, so that preparing the
+               step's terms is inside) minus the
                plain forward of the same batch.
 
 Operations are counted in two columns: every dispatched aten operation (views included: each is a host
@@ -32,6 +33,7 @@ import types
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from report import table
@@ -48,11 +50,13 @@ class OpCounter(TorchDispatchMode):
     def __init__(self) -> None:
         super().__init__()
         self.ops: Counter[str] = Counter()
-        self.views = 0
+        self.views: Counter[str] = Counter()
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.ops[str(func.overloadpacket)] += 1
-        self.views += func.is_view
+        name = str(func.overloadpacket).split(".")[-1]
+        self.ops[name] += 1
+        if func.is_view:
+            self.views[name] += 1
         return func(*args, **(kwargs or {}))
 
     @property
@@ -61,7 +65,8 @@ class OpCounter(TorchDispatchMode):
 
     @property
     def kernels(self) -> int:
-        return self.total - self.views
+        """Operations that are not views."""
+        return self.total - sum(self.views.values())
 
 
 def count(fn: Callable[[], object]) -> OpCounter:
@@ -99,7 +104,8 @@ def edit_kinds(pack: tuple[types.ModuleType, ...], recorder: type) -> list[Kind]
         return tokens.PromptSet(source, (prompt(tokens, target),))
 
     swap = prompts(SOURCE.replace("cat", "dog"))
-    longer = tokens.PromptSet(source, (split_word(tokens, prompt(tokens, SOURCE.replace("cat", "motorbike")), "motorbike"),))
+    motorbike = split_word(tokens, prompt(tokens, SOURCE.replace("cat", "motorbike")), "motorbike")
+    longer = tokens.PromptSet(source, (motorbike,))
     refine = prompts(REFINES[0])
     same = prompts(SOURCE)
     swap_plan = plans.replace_plan(swap, 1.0, 1.0)
@@ -134,44 +140,46 @@ def step_options(sample_sigmas: torch.Tensor, step: int, batch: int, latent: int
     }
 
 
+def count_call(call: Callable, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *args) -> OpCounter:
+    """The operations of call(q, k, v, *args) on fresh copies (the patch writes into its inputs), the
+    copies not counted."""
+    copies = q.clone(), k.clone(), v.clone()
+    counter = count(lambda: call(*copies, *args))
+    counter.ops -= count(lambda: [t.clone() for t in copies]).ops
+    return counter
+
+
 def per_call(pack: tuple[types.ModuleType, ...], kinds: list[Kind], attend: Callable, latent: int) -> list[list]:
     """[kind, plain ops, extra ops, extra non-view ops, the extra ops by name] for one attention call."""
     patching = pack[0]
     generator = torch.Generator().manual_seed(0)
     sample_sigmas = torch.linspace(14.6, 0.0, STEPS + 1)
-    batch = 2 * ROWS
+    batch, heads = 2 * ROWS, 8
     rows = []
     for kind in kinds:
-        cross = kind.attention == "attn2"
         side = latent // kind.factor
         channels = {1: 320, 2: 640, 4: 1280, 8: 1280}[kind.factor]
-        keys = 77 if cross else side * side
-        heads = 8
+        keys = 77 if kind.attention == "attn2" else side * side
         q = torch.randn(batch, side * side, channels, generator=generator)
         k, v = (torch.randn(batch, keys, channels, generator=generator) for _ in range(2))
         options = step_options(sample_sigmas, 0, batch, latent)
         options.update(n_heads=heads, dim_head=channels // heads)
-        patch = patching.AttentionPatch(kind.attention, cpu_query_chunks=False)
         edited = {**options, patching.STATE_KEY: kind.state}
-
-        def plain() -> None:
-            attend(q.clone(), k.clone(), v.clone(), heads, transformer_options=options)
-
-        def edit(edited: dict = edited, patch=patch) -> None:
-            patch(q.clone(), k.clone(), v.clone(), edited)
-
-        copies = count(lambda: (q.clone(), k.clone(), v.clone())).total  # noqa: B023
-        with torch.inference_mode():
-            edit()  # the step's first call prepares the per-step terms
-        base, ops = count(plain), count(edit)
-        extra = ops.ops - base.ops
+        patch = patching.AttentionPatch(kind.attention, cpu_query_chunks=False)
+        count_call(patch, q, k, v, edited)  # the step's first call prepares the per-step terms
+        base = count_call(partial(attend, heads=heads, transformer_options=options), q, k, v)
+        ops = count_call(patch, q, k, v, edited)
+        more, fewer = ops.ops - base.ops, base.ops - ops.ops
         rows.append(
             [
                 kind.name,
-                base.total - copies,
+                base.total,
                 ops.total - base.total,
                 ops.kernels - base.kernels,
-                ", ".join(f"{name.split('.')[-1]} {n}" for name, n in sorted(extra.items())),
+                ", ".join(
+                    [f"{name} +{n}" for name, n in sorted(more.items())]
+                    + [f"{name} -{n}" for name, n in sorted(fewer.items())]
+                ),
             ]
         )
     return rows
@@ -198,11 +206,14 @@ def per_forward(pack: tuple[types.ModuleType, ...], kinds: list[Kind], latent: i
         options = {**step_options(sample_sigmas, step, batch, latent), **extra}
         unet(x, timesteps, context, transformer_options=options)
 
-    base = count(lambda: forward({}, 0))
+    # Step 1: per_call saw step 0 only, so every edit prepares this step's terms inside the count.
+    base = count(lambda: forward({}, 1))
     rows = []
-    for step, kind in enumerate(k for k in kinds if k.attention == "attn2"):
+    for kind in kinds:
+        if kind.attention != "attn2":
+            continue  # the same edit as the word swap's: every forward runs both attentions
         extra = {"patches_replace": patches, patching.STATE_KEY: kind.state}
-        ops = count(lambda extra=extra, step=step: forward(extra, step))
+        ops = count(lambda extra=extra: forward(extra, 1))
         rows.append([kind.name, base.total, ops.total - base.total, ops.kernels - base.kernels])
     return rows
 
@@ -210,7 +221,10 @@ def per_forward(pack: tuple[types.ModuleType, ...], kinds: list[Kind], latent: i
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--latent", type=int, default=64, help="latent side (64: SD1.5 at 512 px)")
-    parser.add_argument("--width", type=int, default=64, help="UNet base width of the per-forward count")
+    parser.add_argument(
+        "--forward-latent", type=int, default=32, help="latent side of the whole-forward count (no count depends on it)"
+    )
+    parser.add_argument("--width", type=int, default=32, help="UNet base width of the whole-forward count (idem)")
     parser.add_argument("--calls-only", action="store_true", help="skip the whole-forward count")
     opts = parser.parse_args()
     torch.set_num_threads(1)
@@ -241,7 +255,7 @@ def main() -> None:
         print(
             table(
                 ["edit kind", "plain forward ops", "extra ops", "extra non-view ops"],
-                per_forward(pack, kinds, opts.latent, opts.width),
+                per_forward(pack, kinds, opts.forward_latent, opts.width),
             )
         )
 

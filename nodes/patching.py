@@ -17,11 +17,12 @@ from comfy.ldm.modules.attention import SpatialTransformer, optimized_attention
 
 from ..p2p_core.attention import (
     RowLayout,
-    fused_cross_attention,
-    fused_self_attention,
+    cross_call,
+    prepare_cross,
     query_chunk,
     reference_cross_attention,
     reference_self_attention,
+    self_call,
 )
 from ..p2p_core.edits import CrossTerms, EditPlan
 from ..p2p_core.schedules import Window, schedule_step
@@ -110,39 +111,55 @@ class AttentionPatch:
             q, k, v, heads, attn_precision=precision, transformer_options=options
         )
 
-    def __call__(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, options: dict) -> torch.Tensor:
-        attend = self.attend(options)
+    @torch.compiler.disable
+    def prepare(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, options: dict) -> tuple | None:
+        """The host side of one call, run eagerly even inside a torch.compile graph (the step lookup reads
+        a sigma, observers keep running sums, terms are cached per step): None where this call attends as
+        unedited, else (layout, the step's CrossTerms or None, the CrossCall or BatchRows for the kernel).
+        Compiled code then only sees tensors and flags that change at window edges, not at every step."""
         state: EditState | None = options.get(STATE_KEY)
         if state is None:
-            return attend(q, k, v)
+            return None
         starts = cond_chunk_starts(options, q.shape[0], state.prompts.rows)
         if starts is None:
-            return attend(q, k, v)
+            return None
         step = state.step(options)
         if self.kind == "attn2":
             for observer in state.observers:
                 observer.observe_cross(q, k, options, step, starts)
         if not starts or not state.plan.targets:
-            return attend(q, k, v)
+            return None
         layout = row_layout(tuple(starts), state.prompts.rows - 1)
-        heads = options["n_heads"]
-        # On the CPU, memory is the cost: query chunks written into the spent queries. Only around
-        # the host's kernel, since another pack's patch may expect every query (a spatial mask).
-        chunk = query_chunk(q) if self.cpu_query_chunks and self.inner is None and q.device.type == "cpu" else None
         if self.kind == "attn2":
             terms = state.cross_terms(step, k.shape[1], v)
             if terms is None:
-                return attend(q, k, v)
-            if state.reference:
-                return reference_cross_attention(q, k, v, heads, layout, terms).to(q.dtype)
-            return fused_cross_attention(q, k, v, attend, layout, terms, chunk)
+                return None
+            return layout, terms, prepare_cross(layout, terms, q.shape[0], q.device)
         shape = options.get("original_shape") or options.get("activations_shape")
         factor = math.sqrt(shape[-1] * shape[-2] / q.shape[1]) if shape else 1.0
         if not state.plan.self_active(*step, factor):
+            return None
+        return layout, None, layout.rows(q.shape[0], q.device)
+
+    def __call__(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, options: dict) -> torch.Tensor:
+        attend = self.attend(options)
+        edit = self.prepare(q, k, v, options)
+        if edit is None:
             return attend(q, k, v)
-        if state.reference:
+        layout, terms, prepared = edit
+        heads = options["n_heads"]
+        reference = options[STATE_KEY].reference
+        # On the CPU, memory is the cost: query chunks written into the spent queries. Only around
+        # the host's kernel, since another pack's patch may expect every query (a spatial mask).
+        chunks = self.cpu_query_chunks and self.inner is None and q.device.type == "cpu"
+        chunk = query_chunk(q) if chunks else None
+        if self.kind == "attn2":
+            if reference:
+                return reference_cross_attention(q, k, v, heads, layout, terms).to(q.dtype)
+            return cross_call(q, k, v, attend, prepared, chunk)
+        if reference:
             return reference_self_attention(q, k, v, heads, layout).to(q.dtype)
-        return fused_self_attention(q, k, v, attend, layout, chunk)
+        return self_call(q, k, v, attend, prepared, chunk)
 
 
 def transformer_blocks(model) -> list[tuple[str, int, int]]:
@@ -182,6 +199,22 @@ def _check_conditioning(guider: Any, rows: int) -> None:
             )
 
 
+TORCH_COMPILE_KWARGS = "torch_compile_kwargs"
+"""Where `comfy_api.torch_helpers.set_torch_compile_wrapper` (TorchCompileModel and the compile nodes of
+other packs) keeps its torch.compile arguments in model_options."""
+
+
+def _check_compile(model_options: dict) -> None:
+    """torch.compile works around the edit's host-side part (AttentionPatch.prepare runs eagerly, a graph
+    break); fullgraph=True forbids graph breaks, so it would fail deep inside dynamo: say so first."""
+    if (model_options.get(TORCH_COMPILE_KWARGS) or {}).get("fullgraph"):
+        raise UserError(
+            "Prompt-to-Prompt: this model is compiled with torch.compile(fullgraph=True), which cannot run the "
+            "edit (its per-step host work, the step lookup and attention observers, runs outside the graph): "
+            "compile without fullgraph (ComfyUI's TorchCompileModel does)"
+        )
+
+
 def outer_sample_wrapper(
     executor,
     noise,
@@ -196,6 +229,7 @@ def outer_sample_wrapper(
 ):
     """Give every branch the source's latent and noise, and ancestral/SDE samplers one shared noise."""
     guider = executor.class_obj
+    _check_compile(guider.model_options)
     state: EditState = guider.model_options["transformer_options"][STATE_KEY]
     rows = state.prompts.rows
     batch = latent_image.shape[0]

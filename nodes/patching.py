@@ -285,6 +285,14 @@ def outer_sample_wrapper(
         sampler.extra_options = options
 
 
+def sampler_sample_wrapper(executor, guider, sigmas: torch.Tensor, *args, **kwargs):
+    """The schedule's length is dynamic to torch.compile: AttentionPatch.prepare receives
+    transformer_options, which hold it (`sample_sigmas`), and a run of another step count would
+    otherwise recompile every graph of the model once."""
+    torch._dynamo.maybe_mark_dynamic(sigmas, 0)
+    return executor(guider, sigmas, *args, **kwargs)
+
+
 def apply_edit(model, prompts: PromptSet, plan: EditPlan):
     """A clone of `model` that samples `prompts` with `plan`; composes with existing patches."""
     keys = transformer_blocks(model)
@@ -306,8 +314,13 @@ def apply_edit(model, prompts: PromptSet, plan: EditPlan):
             existing = replaces.get(kind, {}).get(key)
             inner = existing.inner if isinstance(existing, AttentionPatch) else existing
             patched.set_model_patch_replace(AttentionPatch(kind, inner), kind, *key)
-    patched.remove_wrappers_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, WRAPPER_KEY)
-    patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, WRAPPER_KEY, outer_sample_wrapper)
+    wrappers = comfy.patcher_extension.WrappersMP
+    for kind, wrapper in (
+        (wrappers.OUTER_SAMPLE, outer_sample_wrapper),
+        (wrappers.SAMPLER_SAMPLE, sampler_sample_wrapper),
+    ):
+        patched.remove_wrappers_with_key(kind, WRAPPER_KEY)
+        patched.add_wrapper_with_key(kind, WRAPPER_KEY, wrapper)
     return patched
 
 

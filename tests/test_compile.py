@@ -27,7 +27,8 @@ REFINE = dict(
 def compiled(graph: dict, order: str, fullgraph: bool = False) -> dict:
     """`graph` with the compile node between the loader and the edit node, or between the edit and the sampler."""
     before = order == "compile, then edit"
-    source, consumer = (["model", 0], graph["edit"]) if before else (graph["sample"]["inputs"]["model"], graph["sample"])
+    consumer = graph["edit"] if before else graph["sample"]
+    source = ["model", 0] if before else consumer["inputs"]["model"]
     graph["compile"] = {
         "class_type": "P2PTestTorchCompile",
         "inputs": {"model": source, "backend": "aot_eager", "fullgraph": fullgraph},

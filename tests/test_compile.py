@@ -61,5 +61,6 @@ def test_a_compiled_edit_samples_as_the_uncompiled_one_in_either_order(captured)
 
 def test_fullgraph_compile_is_refused_by_name(captured):
     graph = compiled(edit_graph(**REFINE, steps=2), "edit, then compile", fullgraph=True)
-    with pytest.raises(comfy_harness.GraphError, match="fullgraph=True"):
+    refusal = r"Prompt-to-Prompt: this model is compiled with torch.compile\(fullgraph=True\)"
+    with pytest.raises(comfy_harness.GraphError, match=refusal):
         comfy_harness.run_graph(graph)

@@ -37,7 +37,7 @@ def compiled(graph: dict, order: str, fullgraph: bool = False) -> dict:
     return graph
 
 
-@pytest.mark.slow  # compiling the tiny UNet: about 3 minutes on 2 cores, 16 under a load of 12
+@pytest.mark.slow  # compiling the tiny UNet: 16 minutes on 2 cores shared with other jobs
 def test_a_compiled_edit_samples_as_the_uncompiled_one_in_either_order(captured):
     torch._dynamo.reset()
     FIXTURES.COMPILES.clear()

@@ -86,9 +86,11 @@ class RowLayout:
 class CrossCall:
     """One step's cross-attention edit of one batch arrangement, ready for the kernel (`cross_call`).
 
-    delta [B (+R), Nk, Nk] or None: the value edit, V + delta @ V with V = v[rows.own_extended] (the
-    first B rows: v itself): mapper diag(c) - I on the target rows, diag(d) - I on the R direct-term
-    rows, 0 on every other row (those rows keep their values bit for bit); None where no value changes.
+    delta [B (+R), Nk, Nk] or None: the value edit, delta @ V with V = v[rows.own_extended] (the first B
+    rows: v itself): mapper diag(c) on the target rows, diag(d) on the R direct-term rows, I on every other
+    row (a product by I is exact, so those rows keep their values bit for bit, unless CUDA runs fp32
+    products in TF32); None where no value changes. The same product as mapper diag(c) V itself, so an
+    identity edit of a repeated (long) conditioning rounds its target as before.
     direct: whether the direct term (refine, re-weight, outside a window) rides in the call as R rows.
     """
 
@@ -108,10 +110,10 @@ def prepare_cross(layout: RowLayout, terms: CrossTerms, batch: int, device: torc
             nk = terms.c.shape[1]
             eye = torch.eye(nk, device=terms.c.device, dtype=terms.c.dtype)
             fold = terms.fold if terms.fold is not None else torch.diag_embed(terms.c)
-            delta = torch.zeros((count, nk, nk), device=eye.device, dtype=eye.dtype)
-            delta[rows.targets] = (fold - eye)[rows.target_index]
+            delta = eye.expand(count, nk, nk).clone()
+            delta[rows.targets] = fold[rows.target_index]
             if terms.needs_direct:
-                delta[batch:] = (torch.diag_embed(terms.d) - eye)[rows.target_index]
+                delta[batch:] = torch.diag_embed(terms.d)[rows.target_index]
         terms.prepared[rows] = CrossCall(rows, delta, terms.needs_direct)
     return terms.prepared[rows]
 
@@ -158,7 +160,7 @@ def cross_call(
     keys = k.index_select(0, gather)
     values = v.index_select(0, rows.own_extended) if call.direct else v
     if call.delta is not None:
-        values = torch.baddbmm(values, call.delta, values)
+        values = torch.bmm(call.delta, values)
     return _into_chunks(q, keys, values, attend, gather, rows, call.direct, chunk)
 
 

@@ -15,7 +15,7 @@ from ..p2p_core.schedules import Window
 from ..p2p_core.tokens import PromptSet
 from .errors import UserError, check_same_prompts
 from .joint import JointAttention
-from .sampling import WRAPPER_KEY, edit_outer_sample
+from .sampling import WRAPPER_KEY, edit_outer_sample, edit_sampler_sample
 from .state import STATE_KEY, EditState, edit_state
 from .unet import UNetAttention
 
@@ -66,6 +66,8 @@ def apply_edit(model, prompts: PromptSet, plan: EditPlan):
         options[STATE_KEY] = replace(previous, prompts=prompts, plan=plan, family=family, sites=tuple(sites))
     patched.remove_wrappers_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, WRAPPER_KEY)
     patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, WRAPPER_KEY, edit_outer_sample)
+    patched.remove_wrappers_with_key(comfy.patcher_extension.WrappersMP.SAMPLER_SAMPLE, WRAPPER_KEY)
+    patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.SAMPLER_SAMPLE, WRAPPER_KEY, edit_sampler_sample)
     return patched
 
 

@@ -1,6 +1,6 @@
-"""The edit's OUTER_SAMPLE wrapper and what it shares with the other wrappers of the pack: the one
-binding of ComfyUI's outer-sample arguments (`SampleCall`), noise shared by every branch, the check of
-the positive conditioning, and the kind of a sampler."""
+"""The edit's OUTER_SAMPLE and SAMPLER_SAMPLE wrappers and what they share with the other wrappers of the
+pack: the one binding of ComfyUI's outer-sample arguments (`SampleCall`), noise shared by every branch, the
+checks of the positive conditioning and of a compiled model, and the kind of a sampler."""
 
 from __future__ import annotations
 
@@ -154,6 +154,23 @@ def check_conditioning(guider: Any, rows: int) -> None:
             )
 
 
+TORCH_COMPILE_KWARGS = "torch_compile_kwargs"
+"""Where `comfy_api.torch_helpers.set_torch_compile_wrapper` (TorchCompileModel and the compile nodes of
+other packs) keeps its torch.compile arguments in model_options."""
+
+
+def check_compile(model_options: dict) -> None:
+    """A UserError for a model compiled with fullgraph=True: torch.compile works around the edit's host-side
+    part (AttentionPatch.prepare runs eagerly, a graph break), which fullgraph forbids, so it would fail
+    deep inside dynamo."""
+    if (model_options.get(TORCH_COMPILE_KWARGS) or {}).get("fullgraph"):
+        raise UserError(
+            "Prompt-to-Prompt: this model is compiled with torch.compile(fullgraph=True), which cannot run the "
+            "edit (its per-step host work, the step lookup and attention observers, runs outside the graph): "
+            "compile without fullgraph (ComfyUI's TorchCompileModel does)"
+        )
+
+
 def check_reached(run: EditRun) -> None:
     """A UserError unless the run's patches of every kind of attention saw the prompts' conditional rows:
     else the edit never happened, and the image would come out as if unedited."""
@@ -182,6 +199,7 @@ def check_reached(run: EditRun) -> None:
 def edit_outer_sample(call: SampleCall) -> torch.Tensor:
     """Give every branch the source's latent and noise, ancestral/SDE samplers one shared noise, the
     attention patches on this run's options and this run's EditRun; fail if the edit never reached them."""
+    check_compile(call.guider.model_options)
     options = call.guider.model_options["transformer_options"]  # this run's copy (CFGGuider.sample)
     state: EditState = options[STATE_KEY]
     rows = state.prompts.rows
@@ -234,3 +252,11 @@ def edit_outer_sample(call: SampleCall) -> torch.Tensor:
             sampler.extra_options = extra
     check_reached(run)
     return output
+
+
+def edit_sampler_sample(executor: Any, guider: Any, sigmas: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+    """The edit's SAMPLER_SAMPLE wrapper: the schedule's length is dynamic to torch.compile. The attention
+    patches receive transformer_options, which hold the schedule (`sample_sigmas`, the tensor this wrapper
+    gets), and a run of another step count would otherwise recompile every graph of the model once."""
+    torch._dynamo.maybe_mark_dynamic(sigmas, 0)
+    return executor(guider, sigmas, *args, **kwargs)

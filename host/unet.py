@@ -21,19 +21,28 @@ from comfy.ldm.modules.attention import SpatialTransformer, optimized_attention
 
 from ..p2p_core.attention import (
     Attend,
+    BatchRows,
+    CrossCall,
     RowLayout,
-    fused_cross_attention,
-    fused_self_attention,
+    cross_call,
+    prepare_cross,
     query_chunk,
     reference_cross_attention,
     reference_self_attention,
+    self_call,
 )
+from ..p2p_core.edits import CrossTerms
 from ..p2p_core.maps import layer_grid
 from .state import RUN_KEY, EditRun
 
 KINDS = {"attn1": "self-attention (attn1)", "attn2": "cross-attention (attn2)"}
 """ComfyUI's replace-patch names of a transformer block's self (attn1) and cross (attn2) attention, and what
 each is to a reader."""
+
+
+ATTENTION_OVERRIDE = "optimized_attention_override"
+"""Where another pack puts a function around ComfyUI's attention kernels in transformer_options (it is
+called with the call's options, and may expect them to describe the call's batch)."""
 
 
 def cond_chunk_starts(options: dict, batch: int, rows: int) -> list[int] | None:
@@ -68,9 +77,12 @@ def row_options(options: dict, rows: slice, batch: int) -> dict:
 class AttentionPatch:
     """An attn1/attn2 replace patch for one transformer block; wraps the patch ComfyUI would call there."""
 
-    def __init__(self, kind: str, inner: Any = None) -> None:
+    def __init__(self, kind: str, inner: Any = None, cpu_query_chunks: bool = True) -> None:
+        """cpu_query_chunks: on the CPU, run the edited kernel over query chunks (memory); False runs the
+        one-call path CUDA runs (benchmarks/dispatch.py counts its operations on the CPU)."""
         self.kind = kind
         self.inner = inner
+        self.cpu_query_chunks = cpu_query_chunks
 
     def attend(self, options: dict) -> Attend:
         """The attention this site computes without the edit: the wrapped patch, else the host's kernel."""
@@ -96,16 +108,23 @@ class AttentionPatch:
 
         return for_rows
 
-    def __call__(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, options: dict) -> torch.Tensor:
-        attend = self.attend(options)
+    @torch.compiler.disable
+    def prepare(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, options: dict
+    ) -> tuple[RowLayout, CrossTerms | None, CrossCall | BatchRows] | None:
+        """The host side of one call, run eagerly even inside a torch.compile graph (the step lookup reads
+        a sigma, the run counts calls, observers keep running sums, terms are cached per step): None where
+        this call attends as unedited, else (layout, the step's CrossTerms or None, the CrossCall or
+        BatchRows for the kernel). Compiled code then only sees tensors and flags that change at window
+        edges, not at every step."""
         run: EditRun | None = options.get(RUN_KEY)
         if run is None:  # outside a sampling run of the edit (the edit's outer-sample wrapper starts one)
-            return attend(q, k, v)
+            return None
         state = run.state
         starts = cond_chunk_starts(options, q.shape[0], state.prompts.rows)
         run.count(self.kind, starts, q.shape[0])
         if starts is None:
-            return attend(q, k, v)
+            return None
         step = run.step(options)
         latent = options.get("original_shape")
         latent_grid = tuple(latent[-2:]) if latent else None
@@ -113,25 +132,41 @@ class AttentionPatch:
             for observer in state.observers:
                 observer.observe_cross(q, k, options["n_heads"], latent_grid, step, starts)
         if not starts or not state.plan.targets:
-            return attend(q, k, v)
+            return None
         layout = row_layout(tuple(starts), state.prompts.rows - 1)
-        heads = options["n_heads"]
-        # On the CPU, memory is the cost: query chunks written into the spent queries. Only around
-        # the host's kernel, since another pack's patch may expect every query (a spatial mask).
-        chunk = query_chunk(q) if self.inner is None and q.device.type == "cpu" else None
         if self.kind == "attn2":
             terms = run.cross_terms(step, k.shape[1], v)
             if terms is None:
-                return attend(q, k, v)
-            if state.reference:
-                return reference_cross_attention(q, k, v, heads, layout, terms).to(q.dtype)
-            return fused_cross_attention(q, k, v, attend, layout, terms, chunk, self.attend_rows(options, q.shape[0]))
+                return None
+            return layout, terms, prepare_cross(layout, terms, q.shape[0], q.device)
         grid = layer_grid(latent_grid, q.shape[1])
         if grid is None or not state.plan.self_active(*step, grid[0]):
+            return None
+        return layout, None, layout.rows(q.shape[0], q.device)
+
+    def __call__(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, options: dict) -> torch.Tensor:
+        attend = self.attend(options)
+        edit = self.prepare(q, k, v, options)
+        if edit is None:
             return attend(q, k, v)
-        if state.reference:
+        layout, terms, prepared = edit
+        heads = options["n_heads"]
+        reference = options[RUN_KEY].state.reference
+        # On the CPU, memory is the cost: query chunks written into the spent queries. Only around
+        # the host's kernel, since another pack's patch may expect every query (a spatial mask).
+        chunks = self.cpu_query_chunks and self.inner is None and q.device.type == "cpu"
+        chunk = query_chunk(q) if chunks else None
+        if self.kind == "attn2":
+            if reference:
+                return reference_cross_attention(q, k, v, heads, layout, terms).to(q.dtype)
+            # The direct term rides in the batch's kernel call as more rows, unless another pack's patch or
+            # attention override would see that call: it expects the rows its options describe.
+            bare = self.inner is None and ATTENTION_OVERRIDE not in options
+            attend_rows = None if bare else self.attend_rows(options, q.shape[0])
+            return cross_call(q, k, v, attend, prepared, chunk, attend_rows)
+        if reference:
             return reference_self_attention(q, k, v, heads, layout).to(q.dtype)
-        return fused_self_attention(q, k, v, attend, layout, chunk)
+        return self_call(q, k, v, attend, prepared, chunk)
 
 
 def transformer_blocks(model) -> list[tuple[str, int, int]]:

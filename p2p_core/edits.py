@@ -15,7 +15,7 @@ It is linear in the maps, so it folds into two attention calls (attention.py):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -57,6 +57,8 @@ class CrossTerms:
     """Whether any target keeps part of its own attention (refine, re-weight, or outside a window)."""
     needs_fold: bool
     """Whether the target values change at all (False: identity mapper and c == 1)."""
+    prepared: dict = field(default_factory=dict, compare=False, repr=False)
+    """attention.CrossCall of each batch arrangement (attention.prepare_cross), built at the step's first layer."""
 
 
 def _to_call_space(own: torch.Tensor, nk: int) -> torch.Tensor:

@@ -72,6 +72,32 @@ def test_fused_cross_attention_equals_reference(refine, nk, step, chunk):
     assert (fused[TARGET] - plain[TARGET]).abs().max() > 1e-3
 
 
+@pytest.mark.parametrize("chunk", [None, 16])
+def test_a_direct_term_called_per_chunk_equals_the_reference(chunk):
+    """With attend_rows (another pack's patch wraps the kernel), the direct term is one kernel call per
+    conditional chunk on its target rows alone, not more rows of the whole batch's call."""
+    g = torch.Generator().manual_seed(4)
+    terms = random_plan(2, generator=g).cross_terms(2, 10, 77, torch.device("cpu"), torch.float32)
+    assert terms.needs_direct
+    q, k, v = batch(9, 64, 77)
+    whole_batch: list[int] = []
+    per_chunk: list[tuple[int, int]] = []
+
+    def attend(q, k, v):
+        whole_batch.append(q.shape[0])
+        return sdpa(q, k, v)
+
+    def attend_rows(rows: slice):
+        per_chunk.append((rows.start, rows.stop))
+        return sdpa
+
+    expected = reference_cross_attention(q.clone(), k.clone(), v.clone(), HEADS, LAYOUT, terms)
+    fused = fused_cross_attention(q.clone(), k.clone(), v.clone(), attend, LAYOUT, terms, chunk, attend_rows)
+    assert (fused - expected).abs().max() < 1e-5
+    assert per_chunk == [(4, 6), (7, 9)]
+    assert set(whole_batch) == {9}, "the whole batch's call holds more rows than the batch"
+
+
 @pytest.mark.parametrize("chunk", [None, 16, 24])
 def test_fused_word_swap_without_a_direct_term(chunk):
     g = torch.Generator().manual_seed(3)

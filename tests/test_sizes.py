@@ -30,13 +30,13 @@ def self_injections(comfy, monkeypatch) -> list[int]:
     """The query count of every self-attention injection of the fused path, as it happens."""
     unet = comfy.pack("host.unet")
     calls: list[int] = []
-    inject = unet.fused_self_attention
+    inject = unet.self_call
 
     def counted(q, *args, **kwargs):
         calls.append(q.shape[1])
         return inject(q, *args, **kwargs)
 
-    monkeypatch.setattr(unet, "fused_self_attention", counted)
+    monkeypatch.setattr(unet, "self_call", counted)
     return calls
 
 

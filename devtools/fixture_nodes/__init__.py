@@ -3,6 +3,8 @@ the test server): tiny models by name, a latent capture for assertions, the refe
 
 from __future__ import annotations
 
+from functools import cache
+
 import torch
 from comfy_api.latest import ComfyExtension, io
 
@@ -199,6 +201,55 @@ class OtherPackAttentionOverride(io.ComfyNode):
         return io.NodeOutput(patched)
 
 
+COMPILES: list[int] = []
+"""One entry per graph a torch.compile backend of P2PTestTorchCompile was given (its node count)."""
+
+
+@cache
+def counting_backend(name: str):
+    """The torch.compile backend `name`, counting every graph it compiles into COMPILES. One function per
+    name, so that dynamo reuses what it compiled for a model compiled again by a later run."""
+    from torch._dynamo.backends.registry import lookup_backend
+
+    backend = lookup_backend(name)
+
+    def compile_graph(graph_module: torch.fx.GraphModule, example_inputs: list):
+        COMPILES.append(len(graph_module.graph.nodes))
+        return backend(graph_module, example_inputs)
+
+    return compile_graph
+
+
+class TorchCompile(io.ComfyNode):
+    """ComfyUI's own TorchCompileModel node (comfy_extras/nodes_torch_compile.py) run with a backend its
+    menu does not offer (aot_eager runs on any CPU in seconds), counting the graphs it compiles; with
+    `fullgraph`, the host's set_torch_compile_wrapper called as other packs' compile nodes call it."""
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="P2PTestTorchCompile",
+            category="testing",
+            inputs=[
+                io.Model.Input("model"),
+                io.Combo.Input("backend", options=["aot_eager", "inductor"]),
+                io.Boolean.Input("fullgraph", default=False),
+            ],
+            outputs=[io.Model.Output()],
+        )
+
+    @classmethod
+    def execute(cls, model, backend: str, fullgraph: bool) -> io.NodeOutput:
+        from comfy_api.torch_helpers import set_torch_compile_wrapper
+        from comfy_extras.nodes_torch_compile import TorchCompileModel
+
+        if not fullgraph:
+            return TorchCompileModel.execute(model, counting_backend(backend))
+        compiled = model.clone()
+        set_torch_compile_wrapper(compiled, backend=counting_backend(backend), fullgraph=True)
+        return io.NodeOutput(compiled)
+
+
 class TestFixtures(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
         return [
@@ -209,6 +260,7 @@ class TestFixtures(ComfyExtension):
             OtherPackAttentionOverride,
             SharpAttention,
             OtherPackSampler,
+            TorchCompile,
             *OTHER_PACK_NODES,
         ]
 

@@ -59,6 +59,11 @@ class RowLayout:
         """(source row, target row, target index 0..T-1) of every edited row."""
         return [(start, start + 1 + t, t) for start in self.starts for t in range(self.targets)]
 
+    @cached_property
+    def slices(self) -> list[tuple[slice, slice]]:
+        """(source row, its target rows) of every conditional chunk, as slices of the batch."""
+        return [(slice(start, start + 1), slice(start + 1, start + 1 + self.targets)) for start in self.starts]
+
     def index(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(source_rows, target_rows, target_index) [R] as index tensors (the reference path)."""
         columns = zip(*self.pairs(), strict=True)

@@ -41,7 +41,7 @@ def _fitted(draw: ImageDraw.ImageDraw, texts: list[str], width: int, size: int):
 
 def _labels(words: list[str], present: list[bool], panel_width: int) -> torch.Tensor:
     """[label_h, len(words) * panel_width, 3]: each word written under its panel, as large as the strip's
-    height allows and within its panel's width; a word not in the row's prompt in grey, with "(not in
+    height allows and within its panel's width; a word not in the row's prompt in dark grey, with "(not in
     prompt)" where it fits."""
     height = max(MIN_LABEL_HEIGHT, panel_width // 10)
     strip = Image.new("RGB", (panel_width * len(words), height), "white")
@@ -51,7 +51,7 @@ def _labels(words: list[str], present: list[bool], panel_width: int) -> torch.Te
         text, font = _fitted(draw, texts, panel_width - 2, height * 3 // 4)
         left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
         origin = (i * panel_width + (panel_width - right + left) // 2 - left, (height - bottom + top) // 2 - top)
-        draw.text(origin, text, fill="black" if there else "grey", font=font)
+        draw.text(origin, text, fill="black" if there else (80, 80, 80), font=font)
     return torch.frombuffer(bytearray(strip.tobytes()), dtype=torch.uint8).reshape(height, -1, 3).float() / 255
 
 

@@ -99,7 +99,7 @@ def extract_masks(
     H, W = h * upscale, w * upscale. A row's mask unites its words' masks (map > threshold * max)."""
     chosen = split_words(words)
     if not chosen:
-        raise UserError("no word given (e.g. 'cat, hat')")
+        raise UserError("words: no word given (e.g. 'cat, hat')")
     positions = [find_word(prompts.all, word, "words") for word in chosen]
     record = find_record(model, samples, prompts)
     size = (record.output.shape[-2] * upscale, record.output.shape[-1] * upscale)

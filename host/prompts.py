@@ -53,16 +53,21 @@ def prompt_tokens(clip, text: str) -> tuple[PromptTokens, dict]:
     rebuilt from CLIP's end-of-word marks (T5's word-start marks) so that a word split in several
     tokens stays one word.
     """
+    return read_tokens(clip.tokenizer, text, tokenize(clip, text))
+
+
+def tokenize(clip, text: str, what: str = "prompt") -> dict:
+    """ComfyUI's token dict of `text` (with word ids); a UserError naming the input `what` for a weight
+    that is not a finite number, such as `(red:nan)`, which would make every row of the batch NaN."""
     tokens = clip.tokenize(text, return_word_ids=True)
     for chunks in tokens.values():
         for chunk in chunks:
             for _token, weight, _word_id in chunk:
                 if not math.isfinite(weight):
-                    raise ValueError(
-                        f"PromptPair: the prompt {text!r} weights a word by {weight}: write a finite number, "
-                        "like (red:1.2)"
+                    raise UserError(
+                        f"{what}: {text!r} weights a word by {weight}: write a finite number, like (red:1.2)"
                     )
-    return read_tokens(clip.tokenizer, text, tokens)
+    return tokens
 
 
 def read_tokens(tokenizers, text: str, tokens: dict) -> tuple[PromptTokens, dict]:
@@ -119,7 +124,7 @@ def encode_prompts(clip, source: str, targets: list[str]) -> tuple[list, PromptS
     share the softmax with the image keys): T5 prompts are padded to a common length instead.
     """
     texts = [source, *targets]
-    raw = [clip.tokenize(text, return_word_ids=True) for text in texts]
+    raw = [tokenize(clip, text, "target" if i else "source") for i, text in enumerate(texts)]
     if context_key(raw[0]) == T5_KEY:
         raw = _padded_t5(clip.tokenizer, raw)
     prompts = []

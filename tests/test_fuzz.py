@@ -119,7 +119,9 @@ def test_prompt_pair_text(tiny, text, which):
     conditioning, prompts = pair
     assert conditioning[0][0].shape[0] == prompts.rows
     refine = pack_node("edit_nodes", "AttentionRefine")
-    edited = named_error_or_result(lambda: refine.execute(model, prompts, 0.8, 0.4).args[0], "prompt", which)
+    edited = named_error_or_result(
+        lambda: refine.execute(model, prompts, cross_replace=0.8, self_replace=0.4).args[0], "prompt", which
+    )
     if edited is not None:
         assert torch.isfinite(one_step(edited, conditioning, negative)).all()
 
@@ -140,7 +142,8 @@ def test_word_schedule(tiny, text, edit):
     model, _, negative, conditioning, prompts = tiny
     node = pack_node("edit_nodes", edit)
     edited = named_error_or_result(
-        lambda: node.execute(model, prompts, 0.8, 0.4, word_schedule=text).args[0], "word_schedule"
+        lambda: node.execute(model, prompts, cross_replace=0.8, self_replace=0.4, word_schedule=text).args[0],
+        "word_schedule",
     )
     if edited is not None:
         assert torch.isfinite(one_step(edited, conditioning, negative)).all()

@@ -103,10 +103,18 @@ class Chromium:
                     if "error" in data:
                         raise BrowserError(f"{method}: {data['error']}")
                     return data["result"]
+                if data.get("method") == "Page.javascriptDialogOpening":
+                    # A page's alert or "leave this page?" (beforeunload) would block navigation and
+                    # script until answered; answer it as a user pressing OK / Leave.
+                    await self._answer_dialog()
                 if "method" in data:
                     self.events.append(data)
 
         return await asyncio.wait_for(answer(), timeout)
+
+    async def _answer_dialog(self) -> None:
+        command = {"id": next(self.ids), "method": "Page.handleJavaScriptDialog", "params": {"accept": True}}
+        await self.ws.send_str(json.dumps(command))
 
     def send(self, method: str, timeout: float = 60.0, **params) -> dict:
         return self.loop.run_until_complete(self._send(method, params, timeout))

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -45,7 +44,7 @@ from p2p_core.attention import RowLayout
 from p2p_core.joint import JointLayout, JointTerms, fused_joint_attention, reference_joint_attention
 from p2p_core.joint_maps import image_text_maps, word_columns
 
-from .perf import DTYPES, EXACT_RSS, MB, PeakMeter, timed
+from .perf import DTYPES, EXACT_RSS, MB, measure_calls
 from .report import ratio, table
 
 
@@ -107,24 +106,8 @@ def measure(
         size = (1 + targets, shape.heads, tokens, shape.dim)
         return [torch.randn(size, generator=generator, device=device, dtype=dtype) for _ in range(3)]
 
-    meter = PeakMeter(device)
-    times, peak = [], 0
-    with torch.inference_mode():
-        warm = call(Shape(shape.model, 64, 16, shape.heads, shape.dim), edit, path, targets)
-        warm(*inputs(80))
-        for repeat in range(repeats):
-            args = inputs(shape.image + shape.text)
-            if repeat == 0:
-                meter.start()
-            times.append(timed(lambda a=args: fn(*a), device))
-            if repeat == 0:
-                peak = meter.peak()
-            del args
-    return {
-        "seconds": statistics.median(t for t, _ in times),
-        "cpu": statistics.median(c for _, c in times),
-        "peak": peak,
-    }
+    warm = call(Shape(shape.model, 64, 16, shape.heads, shape.dim), edit, path, targets)
+    return measure_calls(fn, lambda: inputs(shape.image + shape.text), device, repeats, lambda: warm(*inputs(80)))
 
 
 def results_table(rows: list[dict]) -> str:

@@ -247,6 +247,35 @@ def attention_call(
     return lambda q, k, v: reference_cross_attention(q, k, v, layer.heads, layout, terms), inputs
 
 
+def measure_calls(
+    fn: Callable[..., torch.Tensor],
+    inputs: Callable[[], list[torch.Tensor]],
+    device: torch.device,
+    repeats: int,
+    warm_up: Callable[[], object] | None = None,
+) -> dict:
+    """{"seconds", "cpu": median wall and process-CPU time of `repeats` calls fn(*inputs()), fresh inputs for
+    each, "peak": bytes above the memory in use before the first of them}, after one warm-up call (`warm_up`,
+    or a call of fn), so that the libraries' one-time buffers are neither timed nor counted."""
+    meter = PeakMeter(device)
+    times, peak = [], 0
+    with torch.inference_mode():
+        (warm_up or (lambda: fn(*inputs())))()
+        for repeat in range(repeats):
+            args = inputs()
+            if repeat == 0:
+                meter.start()
+            times.append(timed(lambda a=args: fn(*a), device))
+            if repeat == 0:
+                peak = meter.peak()
+            del args
+    return {
+        "seconds": statistics.median(t for t, _ in times),
+        "cpu": statistics.median(c for _, c in times),
+        "peak": peak,
+    }
+
+
 def measure_attention(
     layer: Layer,
     kind: str,
@@ -257,27 +286,9 @@ def measure_attention(
     kernel: str,
     repeats: int,
 ) -> dict:
-    """{"seconds", "cpu": median wall and process-CPU time of warm calls, "peak": bytes above the memory
-    in use before a warm call (after one call, so that the libraries' one-time buffers are not counted)}."""
+    """measure_calls of one attention call of the layer's shape."""
     fn, inputs = attention_call(layer, kind, path, targets, device, dtype, kernel)
-    meter = PeakMeter(device)
-    with torch.inference_mode():
-        fn(*inputs())
-        args = inputs()
-        meter.start()
-        fn(*args)
-        peak = meter.peak()
-        del args
-        times = []
-        for _ in range(repeats):
-            args = inputs()
-            times.append(timed(lambda a=args: fn(*a), device))
-            del args
-    return {
-        "seconds": statistics.median(t for t, _ in times),
-        "cpu": statistics.median(c for _, c in times),
-        "peak": peak,
-    }
+    return measure_calls(fn, inputs, device, repeats)
 
 
 def attention_rows(opts: argparse.Namespace) -> list[dict]:

@@ -66,13 +66,16 @@ def test_after_an_error_the_next_good_prompt_runs(comfy, captured):
 
 
 def test_another_packs_attention_patch_is_composed_with(comfy, captured):
-    other = comfy.loaded_module(comfy.FIXTURE_NODES)
+    calls = comfy.loaded_module(comfy.FIXTURE_NODES, "other_packs").CALLS
     graph = edit_graph(target="a red cat riding a bicycle")
-    graph["other"] = {"class_type": "P2PTestOtherPackAttention", "inputs": {"model": ["model", 0], "scale": 1.5}}
+    graph["other"] = {
+        "class_type": "P2PTestOtherAttn2Replace",
+        "inputs": {"model": ["model", 0], "key": "transformer", "strength": 1.0},
+    }
     graph["edit"]["inputs"]["model"] = ["other", 0]
-    other.OTHER_PACK_CALLS.clear()
+    calls.clear()
     comfy.run_graph(graph)
-    assert other.OTHER_PACK_CALLS, "the other pack's patch was dropped"
+    assert calls["attn2 transformer"], "the other pack's patch was dropped"
     with_other = captured["out"]
     assert torch.equal(with_other[0], with_other[1])
     comfy.run_graph(edit_graph(target="a red cat riding a bicycle"))

@@ -119,22 +119,19 @@ def test_flux_bad_inputs_are_named_and_the_next_prompt_runs(comfy, captured):
 
 
 def test_another_packs_attention_override_is_composed_with_on_flux(comfy, captured):
-    other = comfy.loaded_module(comfy.FIXTURE_NODES)
+    calls = comfy.loaded_module(comfy.FIXTURE_NODES, "other_packs").CALLS
     graph = edit_graph(family="flux", source=SOURCE, target=SOURCE, steps=2)
-    graph["other"] = {
-        "class_type": "P2PTestOtherPackAttentionOverride",
-        "inputs": {"model": ["model", 0], "scale": 1.5},
-    }
+    graph["other"] = {"class_type": "P2PTestOtherAttentionOverride", "inputs": {"model": ["model", 0], "sharpen": 1.5}}
     graph["edit"]["inputs"]["model"] = ["other", 0]
     graph["chain0"] = {
         "class_type": "Reweight",
         "inputs": {"model": ["edit", 0], "prompts": ["pair", 1], "weights": "red=1", **WINDOWS},
     }
     graph["sample"]["inputs"]["model"] = ["chain0", 0]
-    other.OTHER_PACK_CALLS.clear()
+    calls.clear()
     comfy.run_graph(graph)
     # Wrapped once: every attention call of the run (2 steps, 4 blocks) reaches the other pack's override once.
-    assert len(other.OTHER_PACK_CALLS) == 2 * 4
+    assert calls["override"] == 2 * 4
     with_other = captured["out"]
     assert torch.equal(with_other[0], with_other[1])
     comfy.run_graph(edit_graph(family="flux", source=SOURCE, target=SOURCE, steps=2))

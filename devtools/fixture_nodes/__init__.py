@@ -75,37 +75,6 @@ class ReferenceAttention(io.ComfyNode):
         return io.NodeOutput(harness.pack("host.edit").with_reference_attention(model))
 
 
-OTHER_PACK_CALLS: list[int] = []
-
-
-class OtherPackAttention(io.ComfyNode):
-    """Stands for another pack's attn2 replace patch on every block: scales the values, counts calls."""
-
-    @classmethod
-    def define_schema(cls) -> io.Schema:
-        return io.Schema(
-            node_id="P2PTestOtherPackAttention",
-            category="testing",
-            inputs=[io.Model.Input("model"), io.Float.Input("scale", default=1.5)],
-            outputs=[io.Model.Output()],
-        )
-
-    @classmethod
-    def execute(cls, model, scale: float) -> io.NodeOutput:
-        from comfy.ldm.modules.attention import optimized_attention
-
-        from devtools import harness
-
-        def other_attention(q, k, v, options):
-            OTHER_PACK_CALLS.append(q.shape[0])
-            return optimized_attention(q, k, v * scale, options["n_heads"])
-
-        patched = model.clone()
-        for key in harness.pack("host.unet").transformer_blocks(model):
-            patched.set_model_attn2_replace(other_attention, *key)
-        return io.NodeOutput(patched)
-
-
 class SharpAttention(io.ComfyNode):
     """Scales every attention layer's query/key and output weights (a weight patch, as a LoRA is).
 
@@ -178,29 +147,6 @@ class OtherPackSampler(io.ComfyNode):
         return io.NodeOutput(comfy.samplers.KSAMPLER(sample_other_pack_ancestral, extra_options=options))
 
 
-class OtherPackAttentionOverride(io.ComfyNode):
-    """Stands for another pack's `optimized_attention_override` (DiT models): scales the values, counts calls."""
-
-    @classmethod
-    def define_schema(cls) -> io.Schema:
-        return io.Schema(
-            node_id="P2PTestOtherPackAttentionOverride",
-            category="testing",
-            inputs=[io.Model.Input("model"), io.Float.Input("scale", default=1.5)],
-            outputs=[io.Model.Output()],
-        )
-
-    @classmethod
-    def execute(cls, model, scale: float) -> io.NodeOutput:
-        def other_override(func, q, k, v, *args, **kwargs):
-            OTHER_PACK_CALLS.append(q.shape[0])
-            return func(q, k, v * scale, *args, **kwargs)
-
-        patched = model.clone()
-        patched.model_options["transformer_options"]["optimized_attention_override"] = other_override
-        return io.NodeOutput(patched)
-
-
 COMPILES: list[int] = []
 """One entry per graph a torch.compile backend of P2PTestTorchCompile was given (its node count)."""
 
@@ -256,8 +202,6 @@ class TestFixtures(ComfyExtension):
             TinyModelLoader,
             CaptureLatent,
             ReferenceAttention,
-            OtherPackAttention,
-            OtherPackAttentionOverride,
             SharpAttention,
             OtherPackSampler,
             TorchCompile,

@@ -20,6 +20,12 @@ on CUDA):
                step's terms is inside) minus the
                plain forward of the same batch.
 
+  per joint call  one joint-attention call of a diffusion transformer (Flux's layout: text tokens, then
+               image tokens, q, k, v [B, H, N, D]): `p2p_core.joint.fused_joint_attention` on torch SDPA
+               (the kernel of `benchmarks/joint_attention.py`), minus that kernel alone. The per-step terms
+               (`JointTerms`) are built outside the call, once per step and block, as `host/joint.py` does;
+               the override's own bookkeeping (reading the options, a few views) is not counted.
+
 Operations are counted in two columns: every dispatched aten operation (views included: each is a host
 round trip through the dispatcher) and those that are not views (on a GPU, the ones that launch a kernel
 or allocate). Edit kinds: word swap, refine, re-weight alone (Reweight on an identity refine, as the node
@@ -220,6 +226,26 @@ def per_forward(pack: tuple[types.ModuleType, ...], kinds: list[Kind], latent: i
     return rows
 
 
+def per_joint_call(targets: int = 1) -> list[list]:
+    """[edit, plain ops, extra ops, extra non-view ops, the extra ops by name] for one joint-attention call
+    (the counts do not depend on the token counts or widths, so a small call stands for Flux's)."""
+    from .joint_attention import EDITS, Shape, call
+
+    shape = Shape("Flux layout", 64, 16, 4, 32)
+    generator = torch.Generator().manual_seed(2)
+    size = (1 + targets, shape.heads, shape.image + shape.text, shape.dim)
+    q, k, v = (torch.randn(size, generator=generator) for _ in range(3))
+    rows = []
+    for edit in EDITS:
+        base = count_call(call(shape, edit, "kernel", targets), q, k, v)
+        ops = count_call(call(shape, edit, "fused", targets), q, k, v)
+        more, fewer = ops.ops - base.ops, base.ops - ops.ops
+        by_name = [f"{name} +{n}" for name, n in sorted(more.items())]
+        by_name += [f"{name} -{n}" for name, n in sorted(fewer.items())]
+        rows.append([edit, base.total, ops.total - base.total, ops.kernels - base.kernels, ", ".join(by_name)])
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--latent", type=int, default=64, help="latent side (64: SD1.5 at 512 px)")
@@ -247,6 +273,13 @@ def main() -> None:
         table(
             ["edit kind", "plain call ops", "extra ops", "extra non-view ops", "extra ops by name"],
             per_call(pack, kinds, attend, opts.latent),
+        )
+    )
+    print("\n## Operations of one joint-attention call (diffusion transformers, Flux layout), 1 target\n")
+    print(
+        table(
+            ["edit", "plain call ops", "extra ops", "extra non-view ops", "extra ops by name"],
+            per_joint_call(),
         )
     )
     if not opts.calls_only:

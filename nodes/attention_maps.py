@@ -95,8 +95,14 @@ class AttentionMaskExtract(io.ComfyNode):
                 ),
             ],
             outputs=[
-                io.Mask.Output("mask", tooltip="One mask per image (source, then targets), at the image's size."),
-                io.Image.Output("heatmaps", tooltip="Per image, one heat-map panel per word, labelled."),
+                io.Mask.Output(
+                    "mask",
+                    display_name="mask",
+                    tooltip="One mask per image (source, then targets), at the image's size.",
+                ),
+                io.Image.Output(
+                    "heatmaps", display_name="heatmaps", tooltip="Per image, one heat-map panel per word, labelled."
+                ),
             ],
         )
 

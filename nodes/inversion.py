@@ -67,6 +67,7 @@ class DDIMInvert(io.ComfyNode):
                 ),
                 P2PInversion.Output(
                     "inversion",
+                    display_name="inversion",
                     tooltip="The inversion's states: connect to an edit node's inversion input.",
                 ),
             ],

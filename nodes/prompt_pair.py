@@ -41,7 +41,9 @@ class PromptPair(io.ComfyNode):
             ],
             outputs=[
                 io.Conditioning.Output(tooltip="One row per prompt: connect to the sampler's positive input."),
-                P2PPrompts.Output("prompts", tooltip="The prompts as tokenized, for the P2P edit nodes."),
+                P2PPrompts.Output(
+                    "prompts", display_name="prompts", tooltip="The prompts as tokenized, for the P2P edit nodes."
+                ),
             ],
         )
 

@@ -150,7 +150,8 @@ def test_changing_a_p2p_input_reruns_what_depends_on_it_and_nothing_else(capture
 
 def low_precision(model, dtype: torch.dtype):
     """The same tiny UNet with its weights and compute in `dtype` (as a checkpoint loaded in it runs)."""
-    base = copy.deepcopy(model.model).to(dtype)
+    config = model.model.model_config  # shared, not copied: ComfyUI 0.8.0's model configs cannot be deep-copied
+    base = copy.deepcopy(model.model, memo={id(config): config}).to(dtype)
     base.diffusion_model.dtype = dtype
     return comfy.model_patcher.ModelPatcher(base, load_device=torch.device("cpu"), offload_device=torch.device("cpu"))
 

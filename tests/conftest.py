@@ -25,3 +25,10 @@ def comfy_server():
 
     with ComfyServer() as server:
         yield server
+
+
+@pytest.fixture(autouse=True, scope="module")
+def free_models_after_each_module():
+    """After each test module, what its real-shape tests loaded is unloaded (devtools.harness.free_models)."""
+    yield
+    harness.free_models()

@@ -108,18 +108,22 @@ def browser(comfy_server):
         yield chromium
 
 
-@pytest.fixture(scope="module")
-def photo(comfy_server) -> str:
-    """A small 'photo' uploaded through the frontend's upload route, for the real-image workflow."""
+def upload_photo(server) -> str:
+    """A small 'photo' uploaded through the frontend's upload route, for the real-image workflow; its name."""
     image = Image.new("RGB", (64, 64), (200, 180, 40))
     for x in range(16, 48):
         for y in range(20, 44):
             image.putpixel((x, y), (200, 30, 30))
     data = io.BytesIO()
     image.save(data, format="PNG")
-    response = comfy_server.post("/upload/image", files={"image": ("p2p_test_photo.png", data.getvalue())})
+    response = server.post("/upload/image", files={"image": ("p2p_test_photo.png", data.getvalue())})
     response.raise_for_status()
     return response.json()["name"]
+
+
+@pytest.fixture(scope="module")
+def photo(comfy_server) -> str:
+    return upload_photo(comfy_server)
 
 
 @pytest.fixture(scope="module")
@@ -455,17 +459,28 @@ def test_node_docs_and_names_follow_the_locale(comfy_server, browser: Chromium) 
         reopen_in(comfy_server, browser, "en", "KSampler")
 
 
-# Last in the module: the real-shape checkpoint loads 4 GB into the server, and the
-# frontend tests above must not run behind it.
+# Last in the module: the browser leaves the shared server for a server of its own, which loads the real-shape
+# checkpoint (4 GB) and is stopped after the test, so that no server holds those 4 GB beside the real-shape tests
+# that follow in this process (up to 19 GB each).
 SD15_WORKFLOWS = [p for p in WORKFLOWS if family_of(p) == "sd15" and "CheckpointLoaderSimple" in p.read_text()]
+
+
+@pytest.fixture
+def own_server():
+    from devtools.server import ComfyServer
+
+    with ComfyServer() as server:
+        yield server
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", SD15_WORKFLOWS, ids=[p.stem for p in SD15_WORKFLOWS])
-def test_workflow_runs_on_a_real_shape_checkpoint(comfy_server, browser: Chromium, photo: str, path: Path) -> None:
+def test_workflow_runs_on_a_real_shape_checkpoint(own_server, browser: Chromium, path: Path) -> None:
     """The stock Load Checkpoint of the workflow on a checkpoint with the real SD1.5 shapes (random weights)."""
     from devtools import checkpoints
 
-    entry = run_dropped(comfy_server, browser, path, checkpoints.checkpoint("sd15"), photo)
-    images = comfy_server.images(entry)
+    open_frontend(own_server, browser)
+    browser.evaluate(INSTRUMENT_JS)
+    entry = run_dropped(own_server, browser, path, checkpoints.checkpoint("sd15"), upload_photo(own_server))
+    images = own_server.images(entry)
     assert len(images) >= 2 and all(image.size == (64, 64) for image in images)

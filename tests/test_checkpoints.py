@@ -6,11 +6,10 @@ first time on a machine); CI runs them."""
 
 from __future__ import annotations
 
-import gc
-
 import pytest
 import torch
 
+from devtools import harness
 from devtools.checkpoints import checkpoint
 
 
@@ -47,7 +46,6 @@ def detected(comfy, monkeypatch):
     """What the stock loader built from each checkpoint it loaded: (config class, model type, UNet dtype).
 
     Records names only, so that the model is freed when the graph is done."""
-    import comfy.model_management
     import comfy.sd
 
     seen: list[tuple[str, str, torch.dtype]] = []
@@ -61,8 +59,7 @@ def detected(comfy, monkeypatch):
 
     monkeypatch.setattr(comfy.sd, "load_checkpoint_guess_config", spy)
     yield seen
-    comfy.model_management.unload_all_models()
-    gc.collect()
+    harness.free_models()
 
 
 def check_family(comfy, detected, captured, family: str, config: str, model_type: str) -> None:

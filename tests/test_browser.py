@@ -22,25 +22,10 @@ from PIL import Image
 
 from devtools import harness as comfy_harness
 from devtools.browser.cdp import Chromium
-from devtools.browser.frontend import drop_workflow, open_frontend
+from devtools.browser.frontend import INSTRUMENT_JS, drop_workflow, open_frontend, queue_from_frontend
 
 WORKFLOWS = sorted((comfy_harness.REPO / "workflows").glob("*.json"))
 SHOTS = Path(os.environ.get("P2P_SCREENSHOTS") or tempfile.mkdtemp(prefix="p2p-screenshots-"))
-
-INSTRUMENT_JS = """
-(() => {
-  // Remember the id of every prompt the frontend queues (the server's answer to POST /prompt).
-  if (window.__p2pQueued) return;
-  window.__p2pQueued = [];
-  const api = window.comfyAPI.api.api;
-  const queuePrompt = api.queuePrompt.bind(api);
-  api.queuePrompt = async (...args) => {
-    const answer = await queuePrompt(...args);
-    window.__p2pQueued.push(answer.prompt_id);
-    return answer;
-  };
-})()
-"""
 
 FIXTURE_JS = """
 (family, ckpt, photo) => {
@@ -138,16 +123,6 @@ def demo_pictures(comfy_server) -> list[str]:
         names.append(response.json()["name"])
     assert names, "no demo pictures in demo/images"
     return names
-
-
-def queue_from_frontend(browser: Chromium) -> str:
-    """Queue the loaded graph as the Run button does; the prompt id, or the frontend's error."""
-    count = browser.evaluate("window.__p2pQueued.length")
-    browser.evaluate("app.queuePrompt(0, 1)")
-    errors = browser.evaluate("JSON.stringify(app.lastNodeErrors ?? null)")
-    assert json.loads(errors) in (None, {}), f"the server refused the graph: {errors}"
-    browser.wait_for(f"window.__p2pQueued.length > {count}", timeout=30, what="the prompt to be queued")
-    return browser.evaluate("window.__p2pQueued.at(-1)")
 
 
 def screenshot(browser: Chromium, name: str) -> Path:

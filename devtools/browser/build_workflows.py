@@ -1,9 +1,11 @@
-"""The shipped workflows (`workflows/*.json`), written by the real frontend.
+"""The shipped workflows (`workflows/*.json`) and subgraph blueprints (`subgraphs/*.json`), written by the
+real frontend.
 
 Each workflow is described here as an API-format graph with node positions and notes; the
 frontend served by a real server loads it (`app.loadApiJson`), the nodes are placed, notes added,
-and `app.graph.serialize()` gives the UI-format JSON a user saves and drags in. Rebuild after an
-input of a node changes:
+and `app.graph.serialize()` gives the UI-format JSON a user saves and drags in. A blueprint is a group of
+a workflow's nodes made into a subgraph by the frontend's own "convert to subgraph", with the inputs a user
+sets promoted to its node, saved as the frontend publishes one. Rebuild after an input of a node changes:
 
     .venv/bin/python -m devtools.browser.build_workflows [NAME ...]      (from the repo root)
 """
@@ -24,6 +26,7 @@ from PIL import Image, ImageOps
 from ..comfy_host import REPO
 
 WORKFLOWS = REPO / "workflows"
+SUBGRAPHS = REPO / "subgraphs"
 DOCS = REPO / "docs"
 DEMO_IMAGES = REPO / "demo" / "images"
 """Pictures the demo workflows load (Load Image): ComfyUI's input folder needs a copy of each."""
@@ -524,6 +527,73 @@ def build(browser, name: str, spec: Spec) -> dict:
     return saved
 
 
+@dataclass
+class Blueprint:
+    """A subgraph blueprint: the nodes `group` of the workflow `workflow` made into one subgraph node,
+    with the widgets `promoted` ((node, widget) pairs) shown on it."""
+
+    workflow: str
+    group: list[str]
+    promoted: list[tuple[str, str]]
+    description: str
+
+
+BLUEPRINTS = {
+    "P2P Word Swap": Blueprint(
+        "p2p_word_swap",
+        ["pair", "edit"],
+        [("pair", "source"), ("pair", "target"), ("edit", "cross_replace"), ("edit", "self_replace")],
+        "Prompt-to-Prompt word swap: the source and the target prompt (the target with swapped words) sampled "
+        "in one batch; the target takes the source's attention. Connect MODEL and CLIP from your loader, the "
+        "outputs to the sampler's model and positive.",
+    ),
+    "P2P Word Swap + Local Blend": Blueprint(
+        "p2p_local_blend",
+        ["pair", "swap", "edit"],
+        [
+            ("pair", "source"),
+            ("pair", "target"),
+            ("swap", "cross_replace"),
+            ("swap", "self_replace"),
+            ("edit", "source_words"),
+            ("edit", "target_words"),
+            ("edit", "threshold"),
+        ],
+        "Prompt-to-Prompt word swap that changes only the edited object: the word swap, then a local blend "
+        "from the attention maps of the swapped words. Connect MODEL and CLIP from your loader, the outputs to "
+        "the sampler's model and positive.",
+    ),
+}
+
+BLUEPRINT_JS = """
+async (graph, title, group, promoted, description) => {
+  app.loadApiJson(graph, title);
+  const { node } = app.graph.convertToSubgraph(new Set(group.map((id) => app.graph.getNodeById(+id))));
+  node.title = title;
+  node.subgraph.name = title;
+  node.properties.proxyWidgets = promoted;
+  // What the frontend's "publish subgraph" saves: a root graph of that one node and its definition.
+  const { nodes, subgraphs } = app.canvas._serializeItems([node]);
+  return JSON.stringify({
+    revision: 0, last_node_id: node.id, last_link_id: 0, nodes, links: [], version: 0.4,
+    definitions: { subgraphs }, extra: { BlueprintDescription: description },
+  });
+}
+"""
+
+
+def build_blueprint(browser, name: str, blueprint: Blueprint) -> dict:
+    graph, ids = api_graph(specs()[blueprint.workflow])
+    group = [str(ids[n]) for n in blueprint.group]
+    promoted = [[str(ids[n]), widget] for n, widget in blueprint.promoted]
+    saved = json.loads(browser.call(BLUEPRINT_JS, graph, name, group, promoted, blueprint.description))
+    # The same subgraph id at every rebuild (the frontend draws a random one).
+    [definition] = saved["definitions"]["subgraphs"]
+    stable = str(uuid.uuid5(uuid.NAMESPACE_URL, f"comfyui-prompt-to-prompt/subgraphs/{name}"))
+    saved["nodes"][0]["type"] = definition["id"] = stable
+    return saved
+
+
 def result_strip(server, spec: Spec, height: int = 192) -> Image.Image:
     """The images a demo workflow saves (source, then targets), side by side, scaled up with hard pixels."""
     graph, _ = api_graph(spec)
@@ -548,8 +618,8 @@ def graph_shot(browser, name: str, spec: Spec) -> Image.Image:
 
 
 def main(names: list[str]) -> None:
-    """Write the chosen workflows (all by default), their Templates-menu thumbnails (`<name>.jpg`) and,
-    for those on the demo model, their results under docs/ for the README."""
+    """Write the chosen workflows and blueprints (all by default), the workflows' Templates-menu thumbnails
+    (`<name>.jpg`) and, for those on the demo model, their results under docs/ for the README."""
     from ..server import ComfyServer
     from .cdp import Chromium
     from .frontend import open_frontend
@@ -572,6 +642,13 @@ def main(names: list[str]) -> None:
             thumbnail = ImageOps.pad(picture, (512, 384), color=(24, 24, 24))
             thumbnail.save(path.with_suffix(".jpg"), quality=90)
             sys.stdout.write(f"wrote {path} and its thumbnail\n")
+        SUBGRAPHS.mkdir(exist_ok=True)
+        for name, blueprint in BLUEPRINTS.items():
+            if names and name not in names:
+                continue
+            path = SUBGRAPHS / f"{name}.json"
+            path.write_text(json.dumps(build_blueprint(browser, name, blueprint), indent=2) + "\n")
+            sys.stdout.write(f"wrote {path}\n")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from .cdp import Chromium
 
 SETTINGS = {
@@ -50,3 +52,31 @@ def drop_workflow(browser: Chromium, name: str, text: str) -> int:
     if not count:
         raise AssertionError(f"dropping {name} loaded no graph")
     return count
+
+
+INSTRUMENT_JS = """
+(() => {
+  // Remember the id of every prompt the frontend queues (the server's answer to POST /prompt).
+  if (window.__p2pQueued) return;
+  window.__p2pQueued = [];
+  const api = window.comfyAPI.api.api;
+  const queuePrompt = api.queuePrompt.bind(api);
+  api.queuePrompt = async (...args) => {
+    const answer = await queuePrompt(...args);
+    window.__p2pQueued.push(answer.prompt_id);
+    return answer;
+  };
+})()
+"""
+
+
+def queue_from_frontend(browser: Chromium) -> str:
+    """Queue the loaded graph as the Run button does (after INSTRUMENT_JS ran in the page); the prompt id, or
+    the frontend's error."""
+    count = browser.evaluate("window.__p2pQueued.length")
+    browser.evaluate("app.queuePrompt(0, 1)")
+    errors = browser.evaluate("JSON.stringify(app.lastNodeErrors ?? null)")
+    if json.loads(errors) not in (None, {}):
+        raise AssertionError(f"the server refused the graph: {errors}")
+    browser.wait_for(f"window.__p2pQueued.length > {count}", timeout=30, what="the prompt to be queued")
+    return browser.evaluate("window.__p2pQueued.at(-1)")

@@ -12,7 +12,7 @@ import pytest
 from devtools import harness
 from devtools.browser.build_workflows import BLUEPRINTS
 from devtools.browser.cdp import Chromium
-from devtools.browser.frontend import INSTRUMENT_JS, drop_workflow, open_frontend, queue_from_frontend
+from devtools.browser.frontend import drop_workflow, frontend_page, queue_from_frontend
 
 LISTED_JS = """
 async () => {
@@ -64,9 +64,7 @@ SET_JS = """
 
 @pytest.fixture(scope="module")
 def browser(comfy_server):
-    with Chromium() as chromium:
-        open_frontend(comfy_server, chromium)
-        chromium.evaluate(INSTRUMENT_JS)
+    with frontend_page(comfy_server) as chromium:
         yield chromium
 
 

@@ -104,6 +104,19 @@ def demo_base(source: str, target: str, seed: int = 3) -> dict[str, dict]:
     }
 
 
+def demo_swap(source: str, target: str, cross_replace: float, self_replace: float) -> dict[str, dict]:
+    """demo_base with a word swap (Attention Replace, as "swap") for the edit node that chains after it."""
+    nodes = demo_base(source, target)
+    nodes["swap"] = node(
+        "AttentionReplace",
+        model=["loader", 0],
+        prompts=["pair", 1],
+        cross_replace=cross_replace,
+        self_replace=self_replace,
+    )
+    return nodes
+
+
 COLUMNS = {"loader": (0, 0), "pair": (360, 0), "negative": (360, 470), "latent": (360, 670)}
 """Shared places: loader left, prompts next, the edit nodes in the middle, sampling on the right."""
 
@@ -185,12 +198,11 @@ def specs() -> dict[str, Spec]:
         ],
     )
 
-    nodes = demo_base(
+    nodes = demo_swap(
         "a green circle next to a blue square on a purple background",
         "a green diamond next to a blue square on a purple background",
-    )
-    nodes["swap"] = node(
-        "AttentionReplace", model=["loader", 0], prompts=["pair", 1], cross_replace=0.6, self_replace=0.3
+        cross_replace=0.6,
+        self_replace=0.3,
     )
     nodes["edit"] = node(
         "LocalBlend",
@@ -215,12 +227,11 @@ def specs() -> dict[str, Spec]:
         ],
     )
 
-    nodes = demo_base(
+    nodes = demo_swap(
         "a red circle next to a blue square on a yellow background",
         "a red triangle next to a blue square on a yellow background",
-    )
-    nodes["swap"] = node(
-        "AttentionReplace", model=["loader", 0], prompts=["pair", 1], cross_replace=0.8, self_replace=0.4
+        cross_replace=0.8,
+        self_replace=0.4,
     )
     nodes["edit"] = node("AttentionMapRecorder", model=["swap", 0], prompts=["pair", 1])
     nodes["masks"] = node(

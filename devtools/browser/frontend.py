@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from .cdp import Chromium
 
@@ -80,3 +82,13 @@ def queue_from_frontend(browser: Chromium) -> str:
         raise AssertionError(f"the server refused the graph: {errors}")
     browser.wait_for(f"window.__p2pQueued.length > {count}", timeout=30, what="the prompt to be queued")
     return browser.evaluate("window.__p2pQueued.at(-1)")
+
+
+@contextmanager
+def frontend_page(server) -> Iterator[Chromium]:
+    """Headless Chromium on the server's frontend, opened as a returning user opens it, recording the id of
+    every prompt it queues (for `queue_from_frontend`)."""
+    with Chromium() as chromium:
+        open_frontend(server, chromium)
+        chromium.evaluate(INSTRUMENT_JS)
+        yield chromium

@@ -9,6 +9,7 @@ import torch
 from comfy_api.latest import ComfyExtension, io
 
 from .other_packs import NODES as OTHER_PACK_NODES
+from .schemas import model_patch_schema
 
 CAPTURED: dict[str, torch.Tensor] = {}
 
@@ -85,15 +86,10 @@ class SharpAttention(io.ComfyNode):
 
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
-            node_id="P2PTestSharpAttention",
-            category="testing",
-            inputs=[
-                io.Model.Input("model"),
-                io.Float.Input("query_key_scale", default=3.0),
-                io.Float.Input("output_scale", default=10.0),
-            ],
-            outputs=[io.Model.Output()],
+        return model_patch_schema(
+            "P2PTestSharpAttention",
+            io.Float.Input("query_key_scale", default=3.0),
+            io.Float.Input("output_scale", default=10.0),
         )
 
     @classmethod

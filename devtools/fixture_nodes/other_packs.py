@@ -28,6 +28,8 @@ import torch
 from comfy.ldm.modules.attention import optimized_attention
 from comfy_api.latest import io
 
+from .schemas import model_patch_schema
+
 CALLS: Counter = Counter()
 """Calls of each stand-in's patch, by stand-in name."""
 
@@ -90,15 +92,10 @@ def cross_attention_blocks(model) -> list[tuple[str, int, int]]:
 class OtherAttn2Replace(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
-            node_id="P2PTestOtherAttn2Replace",
-            category="testing",
-            inputs=[
-                io.Model.Input("model"),
-                io.Combo.Input("key", options=["block", "transformer"]),
-                io.Float.Input("strength", default=1.0),
-            ],
-            outputs=[io.Model.Output()],
+        return model_patch_schema(
+            "P2PTestOtherAttn2Replace",
+            io.Combo.Input("key", options=["block", "transformer"]),
+            io.Float.Input("strength", default=1.0),
         )
 
     @classmethod
@@ -116,12 +113,7 @@ class OtherAttn2Replace(io.ComfyNode):
 class OtherPatchObject(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
-            node_id="P2PTestOtherPatchObject",
-            category="testing",
-            inputs=[io.Model.Input("model"), io.Float.Input("strength", default=1.0)],
-            outputs=[io.Model.Output()],
-        )
+        return model_patch_schema("P2PTestOtherPatchObject", io.Float.Input("strength", default=1.0))
 
     @classmethod
     def execute(cls, model, strength: float) -> io.NodeOutput:
@@ -140,15 +132,10 @@ class OtherPatchObject(io.ComfyNode):
 class OtherInputPatch(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
-            node_id="P2PTestOtherInputPatch",
-            category="testing",
-            inputs=[
-                io.Model.Input("model"),
-                io.Combo.Input("kind", options=["attn1_patch", "attn2_patch"]),
-                io.Float.Input("strength", default=1.0),
-            ],
-            outputs=[io.Model.Output()],
+        return model_patch_schema(
+            "P2PTestOtherInputPatch",
+            io.Combo.Input("kind", options=["attn1_patch", "attn2_patch"]),
+            io.Float.Input("strength", default=1.0),
         )
 
     @classmethod
@@ -168,12 +155,7 @@ class OtherInputPatch(io.ComfyNode):
 class OtherAttentionOverride(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
-            node_id="P2PTestOtherAttentionOverride",
-            category="testing",
-            inputs=[io.Model.Input("model"), io.Float.Input("sharpen", default=1.5)],
-            outputs=[io.Model.Output()],
-        )
+        return model_patch_schema("P2PTestOtherAttentionOverride", io.Float.Input("sharpen", default=1.5))
 
     @classmethod
     def execute(cls, model, sharpen: float) -> io.NodeOutput:
@@ -197,11 +179,8 @@ class OtherAttentionOverride(io.ComfyNode):
 class DropAttentionPatches(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
-            node_id="P2PTestDropAttentionPatches",
-            category="testing",
-            inputs=[io.Model.Input("model"), io.Combo.Input("kinds", options=["attn1, attn2", "attn2", "joint"])],
-            outputs=[io.Model.Output()],
+        return model_patch_schema(
+            "P2PTestDropAttentionPatches", io.Combo.Input("kinds", options=["attn1, attn2", "attn2", "joint"])
         )
 
     @classmethod

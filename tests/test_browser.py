@@ -304,8 +304,9 @@ PENDING_JS = """
 SEEN_JS = """
 (type, selector) => {
   // The elements of the node of this type matching `selector`, as a user sees them: their text and status,
-  // and whether they are shown (laid out, not hidden, the topmost element at the centre of their first line). In the Vue renderer
-  // they are looked for inside the node's element of the page, in the classic canvas inside its DOM widgets.
+  // and whether they are shown (laid out, not hidden, the topmost element at the centre of their first line).
+  // In the Vue renderer they are looked for inside the node's element of the page, in the classic canvas inside
+  // the node's DOM widgets.
   const node = app.graph.nodes.find((n) => n.type === type);
   const vueNode = document.querySelector(`.lg-node[data-node-id="${node.id}"]`);
   const roots = vueNode ? [vueNode] : node.widgets.filter((w) => w.element).map((w) => w.element);

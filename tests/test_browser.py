@@ -355,11 +355,17 @@ def frame(browser: Chromium, types: list[str]) -> dict:
     return rect
 
 
-def seen(editor: Editor, types: list[str], node_type: str, selector: str) -> list[dict]:
+def seen(editor: Editor, types: list[str], node_type: str, selector: str, timeout: float = 5.0) -> list[dict]:
     """With the nodes of `types` framed, the elements of `node_type`'s node matching `selector` as a user sees
-    them (SEEN_JS), after checking that the node is drawn by the editor's renderer."""
+    them (SEEN_JS) once all are shown, or as they are after `timeout` s (the renderers lay a node out again
+    over a few frames as it grows); checks that the node is drawn by the editor's renderer."""
     frame(editor.browser, types)
-    found = editor.browser.call(SEEN_JS, node_type, selector)
+    deadline = time.monotonic() + timeout
+    while True:
+        found = editor.browser.call(SEEN_JS, node_type, selector)
+        if all(e["shown"] for e in found["elements"]) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     assert found["vue"] == (editor.renderer == "vue"), f"{node_type} is not drawn by the {editor.renderer} renderer"
     return found["elements"]
 
@@ -375,18 +381,29 @@ def load(browser: Chromium, name: str) -> None:
 
 
 def type_prompt(browser: Chromium, name: str, text: str) -> None:
+    """Type into a prompt of the PromptPair node, scrolled into view first (the classic canvas hides the DOM
+    widgets of nodes it has not drawn)."""
+    frame(browser, ["PromptPair"])
     browser.call(TYPE_JS, name)
     browser.send("Input.insertText", text=text)
+    browser.wait_for(
+        f"app.graph.nodes.find((n) => n.type === 'PromptPair').widgets.find((w) => w.name === {json.dumps(name)})"
+        f".value === {json.dumps(text)}",
+        timeout=5,
+        what=f"the {name} prompt to read {text!r}",
+    )
 
 
-def settled_panel(editor: Editor, types: list[str], expect: str) -> dict:
-    """The PromptPair panel as a user sees it once it shows an answer containing `expect`: its words
-    ([status, text]), legend and problems, and the texts among them not shown on the page (`hidden`: the
-    panel scrolls when the problems above the rows fill it)."""
+PANEL_PARTS = ".p2p-word, .p2p-legend, .p2p-problem"
+
+
+def settled_panel(editor: Editor, types: list[str], expect: str, parts: str = PANEL_PARTS) -> dict:
+    """The PromptPair panel as a user sees it once it shows an answer containing `expect`: of its `parts`, the
+    words ([status, text]), legend and problems, and the texts among them not shown on the page (`hidden`)."""
     editor.browser.wait_for(
         f"({PENDING_JS})({json.dumps(expect)})", timeout=30, what=f"the alignment panel to show {expect!r}"
     )
-    elements = seen(editor, types, "PromptPair", ".p2p-word, .p2p-legend, .p2p-problem")
+    elements = seen(editor, types, "PromptPair", parts)
     return {
         "words": [[e["status"], e["text"]] for e in elements if e["status"]],
         "legend": " ".join(e["text"] for e in elements if e["text"].startswith("Alignment for")),
@@ -436,7 +453,8 @@ def test_alignment_warns_on_a_word_not_in_the_prompt(editor: Editor) -> None:
     load(editor.browser, "p2p_reweight_fader")
     editor.browser.call(SET_WEIGHTS_JS, "zebra=2")
     types = ["PromptPair", "Reweight"]
-    panel = settled_panel(editor, types, "zebra")
+    # The problems come first in the panel: the rows below them may scroll out of it.
+    panel = settled_panel(editor, types, "zebra", parts=".p2p-problem")
     [problem] = panel["problems"]
     assert "Reweight" in problem and "'zebra' is not in the prompt" in problem
     assert problem not in panel["hidden"]
@@ -456,8 +474,13 @@ def test_alignment_warns_on_a_word_not_in_the_prompt(editor: Editor) -> None:
 
 MASK_REPORT_JS = """
 (() => {
-  // What AttentionMaskExtract's run sends to the editor: text lines, and per row its numbers and flags.
+  // A threshold changed before the run, as a user tries one (the Vue renderer of 1.32.9 shows no widget added
+  // to the node after that); then what AttentionMaskExtract's run sends to the editor: text lines, and per row
+  // its numbers and flags.
   const node = app.graph.nodes.find((n) => n.type === "AttentionMaskExtract");
+  const threshold = node.widgets.find((w) => w.name === "threshold");
+  threshold.value = 0.35;
+  threshold.callback?.(threshold.value);
   node.onExecuted({
     text: ["source: covers 40% (cat)\\ntarget 1: nothing here"],
     p2p_masks: [

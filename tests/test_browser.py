@@ -478,9 +478,9 @@ def test_alignment_warns_on_a_word_not_in_the_prompt(editor: Editor) -> None:
 
 MASK_REPORT_JS = """
 (() => {
-  // A threshold changed before the run, as a user tries one (the Vue renderer of 1.32.9 shows no widget added
-  // to the node after that); then what AttentionMaskExtract's run sends to the editor: text lines, and per row
-  // its numbers and flags.
+  // A threshold changed before the run, as a user tries one (the Vue renderer of 1.32.9 and 1.35.9 shows no
+  // widget added to the node after that); then what AttentionMaskExtract's run sends to the editor: text lines,
+  // and per row its numbers and flags.
   const node = app.graph.nodes.find((n) => n.type === "AttentionMaskExtract");
   const threshold = node.widgets.find((w) => w.name === "threshold");
   threshold.value = 0.35;

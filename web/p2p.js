@@ -156,8 +156,8 @@ const WARNING = "p2p_warning";
 const MASK_REPORT = "mask_report";
 
 // A DOM widget for lines of text in the node, empty (no height) until `showLines` fills it. It is made with
-// the node: the Vue renderer of ComfyUI_frontend 1.32.9 stops showing widgets added to a node after one of
-// the node's widget values has changed (its node data then holds a copy of the widget list).
+// the node: the Vue renderer of ComfyUI_frontend 1.32.9 and 1.35.9 (not 1.58.1) shows no widget added to a
+// node after one of the node's widget values has changed (its node data then holds a copy of the widget list).
 function addLines(node, name) {
   addStyle();
   const el = document.createElement("div");

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -34,6 +35,15 @@ def comfy_host() -> Path:
     # Its extra_model_paths.yaml names a folder that does not exist and main.py crashes on it.
     (path / "extra_model_paths.yaml").unlink(missing_ok=True)
     return path
+
+
+def comfy_version() -> tuple[int, ...]:
+    """The host's version as its `comfyui_version.py` states it, e.g. (0, 8, 0), read without importing it."""
+    text = (comfy_host() / "comfyui_version.py").read_text()
+    match = re.search(r'^__version__ = "([0-9.]+)"', text, re.MULTILINE)
+    if match is None:
+        raise SystemExit(f"no __version__ in {comfy_host() / 'comfyui_version.py'}")
+    return tuple(int(part) for part in match.group(1).split("."))
 
 
 def put_comfy_on_path(vendor: bool = False) -> Path:

@@ -42,7 +42,9 @@ def free_port() -> int:
 class ComfyServer:
     """A running `main.py`; use as a context manager or call `stop()`."""
 
-    def __init__(self, startup_timeout: float = 180.0) -> None:
+    def __init__(self, startup_timeout: float = 180.0, front_end_root: Path | None = None) -> None:
+        """`front_end_root`: a frontend's `static` folder served in place of the host's own frontend
+        (`main.py --front-end-root`), e.g. another comfyui-frontend-package's."""
         self.root = Path(tempfile.mkdtemp(prefix="p2p-server-"))
         for kind in ("output", "input", "temp", "user", "fixtures"):
             (self.root / kind).mkdir()
@@ -84,6 +86,8 @@ class ComfyServer:
             "--database-url",
             "sqlite:///:memory:",
         ]
+        if front_end_root is not None:
+            command += ["--front-end-root", str(front_end_root)]
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
                 command, cwd=comfy_host(), env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL

@@ -7,7 +7,9 @@
 #   bash scripts/setup.sh --host TREE   .venv-<version>/ for the ComfyUI source tree TREE (e.g.
 #                                       ../shared/hosts/comfyui-0.8.0): its own requirements, and a
 #                                       writable copy of the tree at .venv-<version>/ComfyUI; prints
-#                                       the venv's path
+#                                       the venv's path; also the newest frontend package pinned in
+#                                       scripts/newest-frontend.txt, into .cache/frontend-<version>/
+#                                       (the browser tests serve it with --front-end-root)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
@@ -49,5 +51,11 @@ if [ ! -f "$stamp" ]; then
   touch "$stamp"
 fi
 if [ -n "$tree" ]; then
+  pin="$(cat "$root/scripts/newest-frontend.txt")"
+  frontend="$root/.cache/frontend-${pin#*==}"
+  if [ ! -d "$frontend/comfyui_frontend_package-${pin#*==}.dist-info" ]; then
+    rm -rf "$frontend"
+    "$py" -m pip install --disable-pip-version-check -q --no-deps --target "$frontend" "$pin" >&2
+  fi
   echo "$venv"
 fi

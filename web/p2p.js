@@ -3,8 +3,13 @@
 // PromptPair: as the prompts are typed, shows how each target aligns with the source, word by
 // word (kept, swapped, added, removed), as the pack's server route computes it with ComfyUI's own
 // CLIP tokenizer and the mappers the edit nodes use; warns on words named by the connected nodes
-// (Reweight weights, word_schedule, LocalBlend and mask words) that are not in the prompts.
+// (Reweight weights, word_schedule, LocalBlend and mask words) that are not in the prompts, in the
+// panel and in a line inside each of those nodes.
 // AttentionMaskExtract: shows what each mask covers, under the node.
+//
+// Everything shown is a DOM widget (`node.addDOMWidget`): the classic LiteGraph canvas lays it over the
+// node, and the Vue node renderer ("Nodes 2.0", setting Comfy.VueNodes.Enabled) puts it in the node's
+// element. Nothing is drawn on the canvas: the Vue renderer does not call the nodes' onDrawForeground.
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 
@@ -13,7 +18,7 @@ const WORD_INPUTS_ROUTE = "/p2p/word_inputs";
 const DEBOUNCE_MS = 350;
 const POLL_MS = 300;
 // Inputs of the pack's nodes that name words of the prompts: node id -> widget names, as the server
-// lists them (host/routes.py WORD_INPUTS), fetched once at `init`, before the node types are registered.
+// lists them (host/routes.py WORD_INPUTS), fetched once at `init`.
 let WORD_INPUTS = {};
 const STYLE = `
 .p2p-align { font: 12px/1.5 sans-serif; color: var(--input-text, #ddd); overflow-y: auto; padding: 2px 4px;
@@ -28,8 +33,8 @@ const STYLE = `
 .p2p-align .removed { background: rgba(210, 50, 50, 0.35); text-decoration: line-through; }
 .p2p-align .p2p-error, .p2p-align .p2p-problem { color: #ff7b6b; }
 .p2p-align .p2p-legend { opacity: 0.6; font-size: 11px; }
-.p2p-report { font-size: 11px; line-height: 16px; }
-.p2p-report .p2p-row { margin: 0; white-space: nowrap; }
+.p2p-lines { font-size: 11px; line-height: 16px; }
+.p2p-lines .p2p-row { margin: 0; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
 `;
 
 function addStyle() {
@@ -146,15 +151,49 @@ function render(panel, answer, edit, titles) {
   }
 }
 
+const LINE_PX = 16;
+const WARNING = "p2p_warning";
+const MASK_REPORT = "mask_report";
+
+// A DOM widget for lines of text in the node, empty (no height) until `showLines` fills it. It is made with
+// the node: the Vue renderer of ComfyUI_frontend 1.32.9 and 1.35.9 (not 1.58.1) shows no widget added to a
+// node after one of the node's widget values has changed (its node data then holds a copy of the widget list).
+function addLines(node, name) {
+  addStyle();
+  const el = document.createElement("div");
+  el.className = "p2p-align p2p-lines";
+  const minHeight = () => (el.childElementCount ? 8 + LINE_PX * el.childElementCount : 0);
+  const widget = node.addDOMWidget(name, "p2p_lines", el, { hideOnZoom: false, getMinHeight: minHeight });
+  widget.serialize = false;
+  widget.computeLayoutSize = () => ({ minHeight: minHeight(), minWidth: 200 });
+}
+
+// Fill the node's lines widget `name` (addLines) with one row each ({ text, problem }: problem rows in red;
+// a row too long for the node ends in "…" and shows whole as its tooltip); the node grows to fit them.
+function showLines(node, name, rows) {
+  const el = node.widgets.find((w) => w.name === name).element;
+  el.replaceChildren(
+    ...rows.map(({ text, problem }) => {
+      const row = document.createElement("div");
+      row.className = problem ? "p2p-row p2p-problem" : "p2p-row";
+      row.textContent = text;
+      row.title = text;
+      return row;
+    }),
+  );
+  node.setSize([node.size[0], Math.max(node.size[1], node.computeSize()[1])]);
+  node.setDirtyCanvas?.(true, true);
+}
+
+// The warning line inside each node fed by PromptPair whose word inputs name words the prompts lack.
 function markProblems(node, problems) {
   const byNode = {};
   for (const p of problems) (byNode[p.node] ??= []).push(p.word ? `"${p.word}" is not in the prompt` : p.message);
   for (const n of consumers(node)) {
     const next = byNode[String(n.id)] ?? null;
-    if (JSON.stringify(n.p2pProblems ?? null) !== JSON.stringify(next)) {
-      n.p2pProblems = next;
-      n.setDirtyCanvas?.(true, true);
-    }
+    if (JSON.stringify(n.p2pProblems ?? null) === JSON.stringify(next)) continue;
+    n.p2pProblems = next;
+    showLines(n, WARNING, (next ?? []).map((text) => ({ text: `⚠ ${text}`, problem: true })));
   }
 }
 
@@ -211,23 +250,6 @@ function setupPromptPair(node) {
   };
 }
 
-// A warning line under the nodes whose word inputs name words the prompts lack.
-function drawProblems(nodeType) {
-  const onDrawForeground = nodeType.prototype.onDrawForeground;
-  nodeType.prototype.onDrawForeground = function (ctx) {
-    const result = onDrawForeground?.apply(this, arguments);
-    if (this.p2pProblems?.length && !this.flags?.collapsed) {
-      ctx.save();
-      ctx.font = "12px sans-serif";
-      ctx.fillStyle = "#ff7b6b";
-      // Under the node: above it sits the title and ComfyUI's badge naming the pack.
-      ctx.fillText(`⚠ ${this.p2pProblems.join("; ")}`, 4, this.size[1] + 16);
-      ctx.restore();
-    }
-    return result;
-  };
-}
-
 // AttentionMaskExtract reports what each mask covers: a line of text per row, and per row the numbers
 // and flags (`p2p_masks`: share, empty, full) that mark a mask to look at.
 function showMaskReport(nodeType) {
@@ -237,27 +259,9 @@ function showMaskReport(nodeType) {
     const lines = message?.text;
     if (!lines?.length) return;
     const coverage = message.p2p_masks ?? [];
-    if (!this.p2pReport) {
-      addStyle();
-      const el = document.createElement("div");
-      el.className = "p2p-align p2p-report";
-      const minHeight = () => 8 + 16 * Math.max(1, el.childElementCount);
-      const widget = this.addDOMWidget("mask_report", "p2p_report", el, { hideOnZoom: false, getMinHeight: minHeight });
-      widget.serialize = false;
-      widget.computeLayoutSize = () => ({ minHeight: minHeight(), minWidth: 200 });
-      this.p2pReport = el;
-    }
     const rows = lines.join("\n").split("\n");
-    this.p2pReport.replaceChildren(
-      ...rows.map((line, i) => {
-        const row = document.createElement("div");
-        row.className = coverage[i]?.empty || coverage[i]?.full ? "p2p-row p2p-problem" : "p2p-row";
-        row.textContent = line;
-        return row;
-      }),
-    );
-    this.setSize([this.size[0], Math.max(this.size[1], this.computeSize()[1])]);
-    this.setDirtyCanvas(true, true);
+    const flagged = (i) => Boolean(coverage[i]?.empty || coverage[i]?.full);
+    showLines(this, MASK_REPORT, rows.map((text, i) => ({ text, problem: flagged(i) })));
   };
 }
 
@@ -268,10 +272,11 @@ app.registerExtension({
     if (response.ok) WORD_INPUTS = await response.json();
   },
   async beforeRegisterNodeDef(nodeType, nodeData) {
-    if (nodeData.name in WORD_INPUTS) drawProblems(nodeType);
     if (nodeData.name === "AttentionMaskExtract") showMaskReport(nodeType);
   },
   async nodeCreated(node) {
     if (node.comfyClass === "PromptPair") setupPromptPair(node);
+    if (node.comfyClass in WORD_INPUTS) addLines(node, WARNING);
+    if (node.comfyClass === "AttentionMaskExtract") addLines(node, MASK_REPORT);
   },
 });

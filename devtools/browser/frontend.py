@@ -5,8 +5,16 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
+from ..comfy_host import REPO
 from .cdp import Chromium
+
+NEWEST_FRONTEND_PIN = REPO / "scripts" / "newest-frontend.txt"
+"""The newest comfyui-frontend-package the browser tests check, pinned (`name==version`); scripts/setup.sh --host
+installs it under NEWEST_FRONTEND_DIR."""
+NEWEST_FRONTEND_VERSION = NEWEST_FRONTEND_PIN.read_text().strip().split("==")[1]
+NEWEST_FRONTEND_DIR = REPO / ".cache" / f"frontend-{NEWEST_FRONTEND_VERSION}"
 
 SETTINGS = {
     # A first visit opens the templates browser over the canvas.
@@ -32,6 +40,17 @@ async (name, text) => {
   return 0;
 }
 """
+
+
+def newest_frontend() -> Path:
+    """The `static` folder of the pinned newest frontend package, for `main.py --front-end-root`."""
+    static = NEWEST_FRONTEND_DIR / "comfyui_frontend_package" / "static"
+    if not (static / "index.html").is_file():
+        raise FileNotFoundError(
+            f"no comfyui-frontend-package {NEWEST_FRONTEND_VERSION} in {NEWEST_FRONTEND_DIR}:"
+            " run scripts/setup.sh --host ../shared/hosts/comfyui-0.8.0"
+        )
+    return static
 
 
 def open_frontend(server, browser: Chromium) -> None:

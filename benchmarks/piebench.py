@@ -340,7 +340,9 @@ def loader_node(client: ComfyClient, model: str) -> dict:
     if model == "demo":
         return DEMO_LOADER
     info = client.get("/object_info/CheckpointLoaderSimple").json()
-    names = info["CheckpointLoaderSimple"]["input"]["required"]["ckpt_name"][0]
+    spec = info["CheckpointLoaderSimple"]["input"]["required"]["ckpt_name"]
+    # [names, options] in the classic schema; ["COMBO", {"options": names}] in the newer one
+    names = spec[0] if isinstance(spec[0], list) else spec[1].get("options", [])
     if model not in names:
         raise SystemExit(f"--model: the server has no checkpoint {model!r} (it has: {', '.join(names) or 'none'})")
     return {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": model}}

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import requests
 import torch
 from PIL import Image
 
@@ -363,6 +364,11 @@ def benchmark(client: ComfyClient, edits: list[PieEdit], model: str, methods: li
               e: EditSettings, scorers: dict[str, Scorer]) -> list[dict]:
     """Every edit with every method: one record per (edit, method) with the key, the method and METRICS (an edit
     the server refuses is reported on stderr and recorded with its error, no figures)."""
+    try:
+        client.get("/system_stats").raise_for_status()
+    except requests.RequestException as error:
+        raise SystemExit(f"--server: no ComfyUI answers at {client.url} ({error.__class__.__name__}); start it "
+                         "with this pack installed") from None
     loader = loader_node(client, model)
     records = []
     for n, edit in enumerate(edits, 1):

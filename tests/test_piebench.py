@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from benchmarks import piebench
+from devtools.server import free_port
 
 STEPS = 8  # measured at 8: pinned 19.9 dB, p2p 16.0, naive 14.3; at 4 steps the edit is too coarse (pinned < naive)
 DEMO_IMAGES = 2
@@ -131,12 +132,16 @@ def test_pinned_p2p_keeps_the_background_better_than_plain_p2p_and_the_naive_edi
 
 
 def test_bad_input_is_named(comfy_server, tmp_path) -> None:
-    """A checkpoint the server does not have, a folder without a mapping file, an entry without its mask."""
+    """A checkpoint the server does not have, a folder without a mapping file, no server, an entry without its
+    mask."""
     with pytest.raises(SystemExit, match="--model: the server has no checkpoint 'nope.safetensors'"):
         piebench.loader_node(comfy_server, "nope.safetensors")
     with pytest.raises(SystemExit, match="no mapping_file.json"):
         piebench.load_mapping(tmp_path)
     keys = piebench.make_demo_set(tmp_path, count=1)
+    nobody = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(SystemExit, match=f"--server: no ComfyUI answers at {nobody}"):
+        piebench.main([str(tmp_path), "--server", nobody])
     mapping = json.loads((tmp_path / "mapping_file.json").read_text())
     del mapping[keys[0]]["mask"]
     (tmp_path / "mapping_file.json").write_text(json.dumps(mapping))

@@ -43,7 +43,7 @@ import torch
 from demo.detect import SceneDetection, detect, fit_shape, match
 from demo.scenes import COLOUR_NAMES, SHAPES, Scene, sample_scenes
 from devtools import harness as comfy_harness
-from devtools.demo_graphs import Sampling, text_to_image_graph
+from devtools.demo_graphs import DEMO_LOADER, Sampling, real_image_edit_graph, text_to_image_graph
 
 from .report import table
 
@@ -99,27 +99,10 @@ def p2p_graph(source: str, target: str, seed: int, s: Sampling, chain: list[tupl
 
 def real_image_graph(image_name: str, source: str, target: str, s: Sampling, p2p: bool,
                      edit: dict) -> dict:
-    """LoadImage -> VAEEncode -> DDIMInvert (source prompt) -> KSamplerAdvanced without added noise, with
-    AttentionReplace pinned to the inversion (p2p) or the target prompt alone (baseline)."""
-    graph = _base(s)
-    graph["image"] = {"class_type": "LoadImage", "inputs": {"image": image_name}}
-    graph["encode"] = {"class_type": "VAEEncode", "inputs": {"pixels": ["image", 0], "vae": ["model", 2]}}
-    graph["pair"] = {"class_type": "PromptPair", "inputs": {"clip": ["model", 1], "source": source, "target": target}}
-    graph["invert"] = {"class_type": "DDIMInvert", "inputs": {
-        "model": ["model", 0], "positive": ["pair", 0], "latent": ["encode", 0], "steps": s.steps,
-        "scheduler": s.scheduler}}
-    if p2p:
-        graph["edit"] = {"class_type": "AttentionReplace", "inputs": {
-            "model": ["model", 0], "prompts": ["pair", 1], **edit, "inversion": ["invert", 1]}}
-        model, positive = ["edit", 0], ["pair", 0]
-    else:
-        graph["target"] = {"class_type": "CLIPTextEncode", "inputs": {"clip": ["model", 1], "text": target}}
-        model, positive = ["model", 0], ["target", 0]
-    graph["sample"] = {"class_type": "KSamplerAdvanced", "inputs": {
-        "model": model, "add_noise": "disable", "noise_seed": 0, "steps": s.steps, "cfg": s.cfg,
-        "sampler_name": s.sampler, "scheduler": s.scheduler, "positive": positive,
-        "negative": ["negative", 0], "latent_image": ["invert", 0], "start_at_step": 0, "end_at_step": 10000,
-        "return_with_leftover_noise": "disable"}}
+    """The demo model's real-image edit (`devtools.demo_graphs.real_image_edit_graph`): AttentionReplace pinned
+    to the inversion (p2p) or the target prompt alone (baseline), the sample captured as `out`."""
+    graph = real_image_edit_graph(DEMO_LOADER, image_name, source, target, s, "pinned" if p2p else "naive",
+                                  [("AttentionReplace", edit)])
     graph["capture"] = {"class_type": "P2PTestCaptureLatent", "inputs": {"samples": ["sample", 0], "name": "out"}}
     return graph
 

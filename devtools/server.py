@@ -39,7 +39,78 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class ComfyServer:
+class ComfyClient:
+    """The HTTP API of a running ComfyUI (`url`, e.g. http://127.0.0.1:8188), as the frontend uses it."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url.rstrip("/")
+        self.session = requests.Session()
+
+    def check_alive(self, prompt_id: str) -> None:
+        """Called while waiting for a prompt; a server this process started raises when it has died."""
+
+    def get(self, path: str, **kwargs) -> requests.Response:
+        return self.session.get(f"{self.url}{path}", timeout=kwargs.pop("timeout", 30), **kwargs)
+
+    def post(self, path: str, **kwargs) -> requests.Response:
+        return self.session.post(f"{self.url}{path}", timeout=kwargs.pop("timeout", 30), **kwargs)
+
+    def queue(self, graph: dict) -> str:
+        """POST /prompt; returns the prompt id. A graph that fails validation raises ServerGraphError."""
+        response = self.post("/prompt", json={"prompt": graph, "client_id": "p2p-tests"})
+        body = response.json()
+        if not response.ok:
+            error = body.get("error", {})
+            raise ServerGraphError(f"{error.get('message')}: {error.get('details')}", body.get("node_errors"))
+        return body["prompt_id"]
+
+    def wait(self, prompt_id: str, timeout: float = 300.0) -> dict:
+        """The history entry of a prompt once it has finished, successfully or not."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            history = self.get(f"/history/{prompt_id}").json()
+            if prompt_id in history:  # an entry appears when the prompt has finished
+                return history[prompt_id]
+            self.check_alive(prompt_id)
+            time.sleep(0.1)
+        raise TimeoutError(f"prompt {prompt_id} did not finish within {timeout} s")
+
+    @staticmethod
+    def check(entry: dict) -> dict:
+        """The entry itself when it succeeded; a ServerGraphError with the user's message otherwise."""
+        if entry["status"]["status_str"] != "success":
+            errors = [data for event, data in entry["status"]["messages"] if event == "execution_error"]
+            message = errors[0]["exception_message"] if errors else "execution failed"
+            raise ServerGraphError(message, errors)
+        return entry
+
+    def run(self, graph: dict, timeout: float = 300.0) -> dict:
+        """Queue a graph, wait for it and return its history entry; raises ServerGraphError on failure."""
+        return self.check(self.wait(self.queue(graph), timeout))
+
+    def images(self, entry: dict) -> list[Image.Image]:
+        """Every image the prompt's output nodes saved, fetched through GET /view as the frontend does."""
+        out = []
+        for node_output in entry["outputs"].values():
+            for image in node_output.get("images", []):
+                response = self.get("/view", params=image)
+                response.raise_for_status()
+                out.append(Image.open(io.BytesIO(response.content)).convert("RGB"))
+        return out
+
+    def upload_image(self, image: Image.Image, name: str) -> str:
+        """POST /upload/image (as the frontend's LoadImage upload does), overwriting a file of that name; returns
+        the name LoadImage takes."""
+        data = io.BytesIO()
+        image.save(data, format="PNG")
+        response = self.post("/upload/image", files={"image": (name, data.getvalue(), "image/png")},
+                             data={"overwrite": "true", "type": "input"})
+        response.raise_for_status()
+        body = response.json()
+        return f"{body['subfolder']}/{body['name']}" if body.get("subfolder") else body["name"]
+
+
+class ComfyServer(ComfyClient):
     """A running `main.py`; use as a context manager or call `stop()`."""
 
     def __init__(self, startup_timeout: float = 180.0, front_end_root: Path | None = None) -> None:
@@ -59,7 +130,7 @@ class ComfyServer:
             f"  checkpoints: {harness.CACHE / 'checkpoints'}\n"
         )
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        super().__init__(f"http://127.0.0.1:{self.port}")
         self.log_path = self.root / "server.log"
         env = dict(os.environ)
         # The fixture nodes import devtools.harness: the repo root goes on the server's module path.
@@ -92,7 +163,6 @@ class ComfyServer:
             self.process = subprocess.Popen(
                 command, cwd=comfy_host(), env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
             )
-        self.session = requests.Session()
         try:
             self._wait_ready(startup_timeout)
         except BaseException:
@@ -132,56 +202,9 @@ class ComfyServer:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def get(self, path: str, **kwargs) -> requests.Response:
-        return self.session.get(f"{self.url}{path}", timeout=kwargs.pop("timeout", 30), **kwargs)
-
-    def post(self, path: str, **kwargs) -> requests.Response:
-        return self.session.post(f"{self.url}{path}", timeout=kwargs.pop("timeout", 30), **kwargs)
-
-    def queue(self, graph: dict) -> str:
-        """POST /prompt; returns the prompt id. A graph that fails validation raises ServerGraphError."""
-        response = self.post("/prompt", json={"prompt": graph, "client_id": "p2p-tests"})
-        body = response.json()
-        if not response.ok:
-            error = body.get("error", {})
-            raise ServerGraphError(f"{error.get('message')}: {error.get('details')}", body.get("node_errors"))
-        return body["prompt_id"]
-
-    def wait(self, prompt_id: str, timeout: float = 300.0) -> dict:
-        """The history entry of a prompt once it has finished, successfully or not."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            history = self.get(f"/history/{prompt_id}").json()
-            if prompt_id in history:  # an entry appears when the prompt has finished
-                return history[prompt_id]
-            if self.process.poll() is not None:
-                raise RuntimeError(f"ComfyUI died while running {prompt_id}:\n{self.log()[-4000:]}")
-            time.sleep(0.1)
-        raise TimeoutError(f"prompt {prompt_id} did not finish within {timeout} s")
-
-    @staticmethod
-    def check(entry: dict) -> dict:
-        """The entry itself when it succeeded; a ServerGraphError with the user's message otherwise."""
-        if entry["status"]["status_str"] != "success":
-            errors = [data for event, data in entry["status"]["messages"] if event == "execution_error"]
-            message = errors[0]["exception_message"] if errors else "execution failed"
-            raise ServerGraphError(message, errors)
-        return entry
-
-    def run(self, graph: dict, timeout: float = 300.0) -> dict:
-        """Queue a graph, wait for it and return its history entry; raises ServerGraphError on failure."""
-        return self.check(self.wait(self.queue(graph), timeout))
-
-    def images(self, entry: dict) -> list[Image.Image]:
-        """Every image the prompt's output nodes saved, fetched through GET /view as the frontend does."""
-        out = []
-        for node_output in entry["outputs"].values():
-            for image in node_output.get("images", []):
-                response = self.get("/view", params=image)
-                response.raise_for_status()
-                out.append(Image.open(io.BytesIO(response.content)).convert("RGB"))
-        return out
-
+    def check_alive(self, prompt_id: str) -> None:
+        if self.process.poll() is not None:
+            raise RuntimeError(f"ComfyUI died while running {prompt_id}:\n{self.log()[-4000:]}")
 
 def unique_prefix() -> str:
     """A SaveImage filename prefix no other test uses."""

@@ -396,29 +396,35 @@ def settled_panel(editor: Editor, types: list[str], expect: str, parts: str = PA
     }
 
 
+def typed_panel(editor: Editor, workflow: str, source: str, target: str, types: list[str], expect: str) -> dict:
+    """Load `workflow`, type the prompts into its PromptPair: the panel once it shows `expect`, every part of
+    it shown on the page."""
+    load(editor.browser, workflow)
+    type_prompt(editor.browser, "source", source)
+    type_prompt(editor.browser, "target", target)
+    panel = settled_panel(editor, types, expect)
+    assert not panel["hidden"], f"in the {editor.renderer} renderer the panel hides {panel['hidden']}"
+    return panel
+
+
 def test_alignment_shows_a_word_swap(editor: Editor) -> None:
-    load(editor.browser, "p2p_word_swap")
-    type_prompt(editor.browser, "source", "a cat riding a bicycle")
-    type_prompt(editor.browser, "target", "a cat riding a sports car")
     types = ["PromptPair", "AttentionReplace"]
-    panel = settled_panel(editor, types, "bicycle → car")
+    panel = typed_panel(
+        editor, "p2p_word_swap", "a cat riding a bicycle", "a cat riding a sports car", types, "bicycle → car"
+    )
     assert "Attention Replace" in panel["legend"]
     assert ["swapped", "bicycle → sports"] in panel["words"] and ["swapped", "bicycle → car"] in panel["words"]
     assert [status for status, _ in panel["words"]].count("kept") == 4
-    assert not panel["hidden"], f"in the {editor.renderer} renderer the panel hides {panel['hidden']}"
     node_shot(editor, "alignment_word_swap", types)
 
 
 def test_alignment_shows_a_refinement(editor: Editor) -> None:
-    load(editor.browser, "p2p_refine")
-    type_prompt(editor.browser, "source", "a castle next to a river")
-    type_prompt(editor.browser, "target", "children drawing of a castle next to a river")
     types = ["PromptPair", "AttentionRefine"]
-    panel = settled_panel(editor, types, "+children")
+    source = "a castle next to a river"
+    panel = typed_panel(editor, "p2p_refine", source, f"children drawing of {source}", types, "+children")
     assert "Attention Refine" in panel["legend"]
     assert [text for status, text in panel["words"] if status == "added"] == ["+children", "+drawing", "+of"]
     assert not panel["problems"]
-    assert not panel["hidden"], f"in the {editor.renderer} renderer the panel hides {panel['hidden']}"
     node_shot(editor, "alignment_refine", types)
 
 

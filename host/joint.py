@@ -3,13 +3,13 @@ joint-attention model (Flux.1, SD3/SD3.5; their sites and hooks in host/joint_mo
 the edit samples, and the edit plan it applies. ComfyUI's own hooks only; no model class or forward touched.
 
 Every attention call reaches the override with q, k, v: [B, H, N, D] (heads first, post-RoPE,
-`skip_reshape=True`: Flux) or [B, N, H*D] (SD3, whose v is [B, N, H, D]), over N = text + image tokens. The override reads from
-`transformer_options` which block the call belongs to (`block_type` / `block_index`: Flux sets them, SD3's
-block wrapper adds them), the call's text token count (`TEXT_TOKENS_KEY`) and, where the family records it,
-its image token count (`IMAGE_TOKENS_KEY`: a call of any other length, such as the image-only second
-attention of an MMDiT-X block, is not a joint call), the rows from `cond_or_uncond` as the UNet path, and
-calls the core's joint edit (p2p_core/joint.py) on the host's kernel, or the previous override where another
-pack put one.
+`skip_reshape=True`: Flux) or [B, N, H*D] (SD3, whose v is [B, N, H, D]), over N = text + image tokens.
+The override reads from `transformer_options` which block the call belongs to (`block_type` /
+`block_index`: Flux sets them, SD3's block wrapper adds them), the call's text token count
+(`TEXT_TOKENS_KEY`) and, where the family records it, its image token count (`IMAGE_TOKENS_KEY`: a call
+of any other length, such as the image-only second attention of an MMDiT-X block, is not a joint call),
+the rows from `cond_or_uncond` as the UNet path, and calls the core's joint edit (p2p_core/joint.py) on
+the host's kernel, or the previous override where another pack put one.
 
 An edit node's plan (EditPlan) becomes a JointPlan (p2p_core/joint_plan.py): the target's image-token q
 and k take the source's in the blocks the family picks for `self_layers`, while `cross_replace` (from

@@ -231,14 +231,14 @@ TINY_SD3 = {
     "input_size": None,
     "adm_in_channels": 64 + 96,
     "context_embedder_config": {"target": "torch.nn.Linear", "params": {"in_features": 4096, "out_features": 3 * 64}},
-    "num_patches": 64,
-    "pos_embed_max_size": 8,
+    "num_patches": 256,
+    "pos_embed_max_size": 16,
     "pos_embed_scaling_factor": None,
     "x_block_self_attn_layers": [],
 }
 """SD3's MMDiT as ComfyUI detects it from a checkpoint (model_detection): 3 joint blocks, 64 per head as every
-MMDiT (192 wide, 3 heads), the context the CLIP-L/G (64 + 96 features here) and T5 tokens padded to 4096, the
-pooled CLIP-L and CLIP-G vectors (64 + 96) as its `y`."""
+MMDiT (192 wide, 3 heads), up to 16x16 patches (256 px), the context the CLIP-L/G (64 + 96 features here) and
+T5 tokens padded to 4096, the pooled CLIP-L and CLIP-G vectors (64 + 96) as its `y`."""
 
 
 @cache

@@ -32,13 +32,18 @@ def _sd_tokenizer(tokenizers, key: str):
     return tokenizer
 
 
+def is_sd3(tokens: dict) -> bool:
+    """Whether a token dict is SD3's (CLIP-L, CLIP-G and T5 tokens of one prompt)."""
+    return T5_KEY in tokens and "g" in tokens
+
+
 def context_parts(tokens: dict, encoder: Any = None) -> tuple[str, ...]:
     """The keys of the token dict whose tokens the diffusion model attends to, in the context's order: T5's
     for Flux (CLIP-L only gives its pooled vector), CLIP-L's (or the only one) for the UNet models, and for
     SD3/SD3.5 (CLIP-L, CLIP-G and T5 tokens) the CLIP part (CLIP-L/G side by side in the features: CLIP-L's
     tokens, else CLIP-G's) followed by the T5 part, each where `encoder` (a CLIP's `cond_stage_model`; None:
     every encoder) has that text encoder."""
-    if T5_KEY in tokens and "g" in tokens:
+    if is_sd3(tokens):
 
         def loaded(name: str) -> bool:
             return encoder is None or getattr(encoder, name, None) is not None
@@ -195,7 +200,8 @@ def encode_prompts(clip, source: str, targets: list[str]) -> tuple[list, PromptS
     parts = context_parts(raw[0], clip.cond_stage_model)
     if T5_KEY in parts:
         raw = _padded_t5(clip.tokenizer, raw)
-        _check_clip_chunks(texts, raw, parts[:-1])
+    if is_sd3(raw[0]):
+        _check_clip_chunks(texts, raw, tuple(part for part in parts if part != T5_KEY))
     prompts = []
     encoded = []
     for text, tokens in zip(texts, raw, strict=True):

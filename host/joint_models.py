@@ -66,7 +66,8 @@ class JointAttention:
         stay as they are). The patch wraps the override ComfyUI would call without the pack (another pack's)."""
         existing = options.get(OVERRIDE_KEY)
         inner = existing.inner if isinstance(existing, JointAttentionPatch) else existing
-        plan = joint_plan(options[STATE_KEY].plan, self.injected_blocks(sites, options[STATE_KEY].plan.self_min_factor))
+        edit = options[STATE_KEY].plan
+        plan = joint_plan(edit, self.injected_blocks(sites, edit.self_min_factor))
         flipped = frozenset(site.block for site in sites if not site.text_first)
         options[OVERRIDE_KEY] = JointAttentionPatch(plan, flipped, inner)
         self.install_hooks(options, sites)

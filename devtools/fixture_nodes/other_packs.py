@@ -15,7 +15,8 @@ batch it is given (`check_batch`). Every call is counted in CALLS, by stand-in.
 - `P2PTestOtherAttentionOverride`: an `optimized_attention_override` that wraps the previous one (as
   sage / sparse attention nodes do) and sharpens the conditional chunks' attention;
 - `P2PTestOtherDitReplace`: a `patches_replace["dit"]` replace on every SD3 joint block ("double_block", i)
-  that runs the block and shifts the conditional chunks' image tokens (as block-level packs do);
+  that runs the block and shifts the conditional chunks' image tokens along a fixed direction (as block-level
+  packs change a block's output);
 - `P2PTestDropAttentionPatches`: a UNet function wrapper that runs the UNet without the `attn1` and/or
   `attn2` replace patches, or a joint-attention model without the attention override (`joint`) (a pack,
   host or sampler path that bypasses the hooks).
@@ -215,7 +216,8 @@ class OtherDitReplace(io.ComfyNode):
             out = extra["original_block"](args)
             chunks = check_batch(out["img"].shape[0], args["transformer_options"])
             rows = conditional_rows(out["img"].shape[0], chunks).to(out["img"])
-            out["img"] = out["img"] + shift * rows[:, None, None]
+            direction = extra_tokens(out["img"].shape[-1])[0].to(out["img"])  # not a constant: LayerNorm removes one
+            out["img"] = out["img"] + shift * rows[:, None, None] * direction
             return out
 
         patched = model.clone()

@@ -171,7 +171,8 @@ def init_dit_weights(dit: torch.nn.Module, hidden: int, std: float = 0.1, seed: 
     """init_weights for a Flux or an SD3 MMDiT, so that its output depends on the prompt: the q/k RMSNorm scales 1
     (init_weights zeroes Flux's as biases and draws SD3's `ln_q` / `ln_k` as weights) and every block's residual
     gates open (bias 1 on the gate thirds of the (shift, scale, gate) modulations, `hidden` wide: at weights of
-    std 0.02 the gates stay near 0, and the text moves the output by 1e-5)."""
+    std 0.02 the gates stay near 0, and the text moves the output by 1e-5); SD3's position embedding the fixed
+    2-D sin-cos one its checkpoints hold."""
     init_weights(dit, std=std, seed=seed)
     with torch.no_grad():
         for name, p in dit.named_parameters():
@@ -183,6 +184,11 @@ def init_dit_weights(dit: torch.nn.Module, hidden: int, std: float = 0.1, seed: 
                 and p.numel() % (3 * hidden) == 0
             ):
                 p.view(-1, 3, hidden)[:, 2] = 1.0
+        if getattr(dit, "pos_embed", None) is not None:  # SD3: a buffer ComfyUI leaves uninitialised (torch.empty)
+            from comfy.ldm.modules.diffusionmodules.mmdit import get_2d_sincos_pos_embed
+
+            grid = dit.pos_embed_max_size
+            dit.pos_embed.copy_(torch.from_numpy(get_2d_sincos_pos_embed(hidden, grid)).to(dit.pos_embed)[None])
 
 
 TINY_UNET = {

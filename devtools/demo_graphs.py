@@ -24,10 +24,21 @@ def text_to_image_graph(prompt: str, seed: int, s: Sampling, batch: int = 1) -> 
         "positive": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["model", 1], "text": prompt}},
         "negative": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["model", 1], "text": ""}},
         "latent": {"class_type": "P2PDemoEmptyLatent", "inputs": {"width": 32, "height": 32, "batch_size": batch}},
-        "sample": {"class_type": "KSampler", "inputs": {
-            "model": ["model", 0], "positive": ["positive", 0], "negative": ["negative", 0],
-            "latent_image": ["latent", 0], "seed": seed, "steps": s.steps, "cfg": s.cfg,
-            "sampler_name": s.sampler, "scheduler": s.scheduler, "denoise": 1.0}},
+        "sample": {
+            "class_type": "KSampler",
+            "inputs": {
+                "model": ["model", 0],
+                "positive": ["positive", 0],
+                "negative": ["negative", 0],
+                "latent_image": ["latent", 0],
+                "seed": seed,
+                "steps": s.steps,
+                "cfg": s.cfg,
+                "sampler_name": s.sampler,
+                "scheduler": s.scheduler,
+                "denoise": 1.0,
+            },
+        },
         "capture": {"class_type": "P2PTestCaptureLatent", "inputs": {"samples": ["sample", 0], "name": "out"}},
     }
 

@@ -167,17 +167,28 @@ def init_weights(module: torch.nn.Module, std: float = 0.02, attn_std: float = 0
                 b.zero_()
 
 
-def init_flux_weights(flux: torch.nn.Module, std: float = 0.1, seed: int = 0) -> None:
-    """init_weights for a Flux, so that its output depends on the prompt: the q/k RMSNorm scales 1 (init_weights
-    zeroes them as biases) and every block's residual gates open (bias 1 on the gate thirds of the modulations:
-    at weights of std 0.02 the gates stay near 0, and the text moves the output by 1e-5)."""
-    init_weights(flux, std=std, seed=seed)
+def init_dit_weights(dit: torch.nn.Module, hidden: int, std: float = 0.1, seed: int = 0) -> None:
+    """init_weights for a Flux or an SD3 MMDiT, so that its output depends on the prompt: the q/k RMSNorm scales 1
+    (init_weights zeroes Flux's as biases and draws SD3's `ln_q` / `ln_k` as weights) and every block's residual
+    gates open (bias 1 on the gate thirds of the (shift, scale, gate) modulations, `hidden` wide: at weights of
+    std 0.02 the gates stay near 0, and the text moves the output by 1e-5); SD3's position embedding the fixed
+    2-D sin-cos one its checkpoints hold."""
+    init_weights(dit, std=std, seed=seed)
     with torch.no_grad():
-        for name, p in flux.named_parameters():
-            if name.endswith("norm.scale"):
+        for name, p in dit.named_parameters():
+            if name.endswith(("norm.scale", "ln_q.weight", "ln_k.weight")):
                 p.fill_(1.0)
-            elif name.endswith("mod.lin.bias") or name.endswith("modulation.lin.bias"):
-                p.view(-1, 3, flux.hidden_size)[:, 2] = 1.0  # (shift, scale, gate) per modulation
+            elif name.endswith(("mod.lin.bias", "modulation.lin.bias")) or (
+                name.startswith("joint_blocks.")
+                and name.endswith("adaLN_modulation.1.bias")
+                and p.numel() % (3 * hidden) == 0
+            ):
+                p.view(-1, 3, hidden)[:, 2] = 1.0
+        if getattr(dit, "pos_embed", None) is not None:  # SD3: a buffer ComfyUI leaves uninitialised (torch.empty)
+            from comfy.ldm.modules.diffusionmodules.mmdit import get_2d_sincos_pos_embed
+
+            grid = dit.pos_embed_max_size
+            dit.pos_embed.copy_(torch.from_numpy(get_2d_sincos_pos_embed(hidden, grid)).to(dit.pos_embed)[None])
 
 
 TINY_UNET = {
@@ -216,12 +227,32 @@ TINY_FLUX = {
     "qkv_bias": True,
 }
 """Flux.1's layout (double then single blocks, RoPE on 3 axes, 16 latent channels in 2x2 patches), 64 wide."""
+TINY_SD3_T5 = {"d_model": 4096, "d_ff": 64, "d_kv": 16, "num_heads": 2, "num_layers": 1}
+"""SD3 concatenates the T5 tokens after the CLIP-L/G ones padded to 4096 features: its T5 is T5-XXL's width."""
+TINY_SD3 = {
+    "in_channels": 16,
+    "out_channels": 16,
+    "patch_size": 2,
+    "depth": 3,
+    "input_size": None,
+    "adm_in_channels": 64 + 96,
+    "context_embedder_config": {"target": "torch.nn.Linear", "params": {"in_features": 4096, "out_features": 3 * 64}},
+    "num_patches": 256,
+    "pos_embed_max_size": 16,
+    "pos_embed_scaling_factor": None,
+    "x_block_self_attn_layers": [],
+}
+"""SD3's MMDiT as ComfyUI detects it from a checkpoint (model_detection): 3 joint blocks, 64 per head as every
+MMDiT (192 wide, 3 heads), up to 16x16 patches (256 px), the context the CLIP-L/G (64 + 96 features here) and
+T5 tokens padded to 4096, the pooled CLIP-L and CLIP-G vectors (64 + 96) as its `y`."""
 
 
 @cache
 def tiny_model(family: str, seed: int = 0):
     """(MODEL, CLIP, VAE) of a tiny `sd15`, `sd15_v` (v-prediction), `sdxl`, `flux` (Flux.1 dev: guidance
-    embedded, T5 + pooled CLIP-L) or `flux_schnell` model; `hunyuan_dit` is a MODEL alone (CLIP and VAE None)."""
+    embedded, T5 + pooled CLIP-L), `flux_schnell`, `sd3` (SD3 medium's MMDiT, CLIP-L/G + T5), `sd3_no_t5` (its
+    CLIP without T5) or `sd35_medium` (MMDiT-X: q/k RMSNorm, image-only self-attention in the first two joint
+    blocks) model; `hunyuan_dit` is a MODEL alone (CLIP and VAE None)."""
     boot()
     import comfy.model_base
     import comfy.model_management
@@ -230,6 +261,7 @@ def tiny_model(family: str, seed: int = 0):
     import comfy.supported_models
     import comfy.taesd.taesd
 
+    clip_target = None  # the model config's own, where the branch sets none
     if family in ("sd15", "sd15_v"):
         config = comfy.supported_models.SD15({**TINY_UNET, "context_dim": 64, "adm_in_channels": None})
         clip_options = {"clip_l_model_config": {**TINY_CLIP, "projection_dim": 64}}
@@ -268,6 +300,20 @@ def tiny_model(family: str, seed: int = 0):
         newer = {"txt_ids_dims": []} if "txt_ids_dims" in FluxParams.__dataclass_fields__ else {}
         config = config_class({**TINY_FLUX, **newer, "guidance_embed": not schnell})
         clip_options = {"clip_l_model_config": {**TINY_CLIP, "projection_dim": 64}, "t5xxl_model_config": TINY_T5}
+    elif family in ("sd3", "sd3_no_t5", "sd35_medium"):
+        import comfy.supported_models_base
+        import comfy.text_encoders.sd3_clip
+
+        medium = {"qk_norm": "rms", "x_block_self_attn_layers": [0, 1]} if family == "sd35_medium" else {}
+        config = comfy.supported_models.SD3({**TINY_SD3, **medium})
+        clip_target = comfy.supported_models_base.ClipTarget(
+            comfy.text_encoders.sd3_clip.SD3Tokenizer, comfy.text_encoders.sd3_clip.sd3_clip(t5=family != "sd3_no_t5")
+        )
+        clip_options = {
+            "clip_l_model_config": {**TINY_CLIP, "projection_dim": 64},
+            "clip_g_model_config": {**TINY_CLIP, "hidden_size": 96, "intermediate_size": 192, "projection_dim": 96},
+            "t5xxl_model_config": TINY_SD3_T5,
+        }
     elif family == "hunyuan_dit":  # a family the pack refuses: the model alone (no CLIP, no VAE)
         config = comfy.supported_models.HunyuanDiT(
             {"image_model": "hydit", "hidden_size": 64, "depth": 2, "num_heads": 4, "input_size": 8}
@@ -279,8 +325,8 @@ def tiny_model(family: str, seed: int = 0):
     if family == "sd15_v":
         config.model_type = lambda *args, **kwargs: comfy.model_base.ModelType.V_PREDICTION
     unet = config.get_model({})
-    if family.startswith("flux"):
-        init_flux_weights(unet.diffusion_model, seed=seed)
+    if family.startswith(("flux", "sd3")):
+        init_dit_weights(unet.diffusion_model, unet.diffusion_model.hidden_size, seed=seed)
     else:
         init_weights(unet, seed=seed)
     unet.eval()
@@ -289,7 +335,7 @@ def tiny_model(family: str, seed: int = 0):
     )
     if clip_options is None:
         return model, None, None
-    clip = comfy.sd.CLIP(config.clip_target({}), model_options=clip_options)
+    clip = comfy.sd.CLIP(clip_target or config.clip_target({}), model_options=clip_options)
     init_weights(clip.cond_stage_model, seed=seed + 1, attn_std=0.02)
     taesd = comfy.taesd.taesd.TAESD(latent_channels=config.latent_format.latent_channels)
     init_weights(taesd, std=0.05, seed=seed + 2)

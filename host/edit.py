@@ -14,7 +14,7 @@ from ..p2p_core.edits import EditPlan
 from ..p2p_core.schedules import Window
 from ..p2p_core.tokens import PromptSet
 from .errors import UserError, check_same_prompts
-from .joint import JointAttention
+from .joint_models import FluxAttention, JointAttention, SD3Attention
 from .sampling import WRAPPER_KEY, edit_outer_sample, edit_sampler_sample
 from .state import STATE_KEY, EditState, edit_state
 from .unet import UNetAttention
@@ -37,7 +37,7 @@ class AttentionFamily(Protocol):
         processor counts its calls in the run's EditRun (`EditRun.count`, one of `kinds`)."""
 
 
-FAMILIES: tuple[AttentionFamily, ...] = (UNetAttention(), JointAttention())
+FAMILIES: tuple[AttentionFamily, ...] = (UNetAttention(), FluxAttention(), SD3Attention())
 
 
 def model_family(model) -> str:
@@ -84,7 +84,7 @@ def add_observer(model, prompts: PromptSet, observer):
 
     On a model without a P2P edit, the patches go on with an empty plan: nothing is edited, the
     maps are still observed (a plain generation's heat maps)."""
-    if JointAttention().sites(model):
+    if any(isinstance(family, JointAttention) and family.sites(model) for family in FAMILIES):
         raise UserError(
             "LocalBlend, AttentionMapRecorder and AttentionMaskExtract do not support "
             f"joint-attention models ({model_family(model)}) yet; the edit nodes do"

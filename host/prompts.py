@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 
@@ -31,19 +32,30 @@ def _sd_tokenizer(tokenizers, key: str):
     return tokenizer
 
 
-def context_key(tokens: dict) -> str:
-    """The key of the token dict whose tokens the diffusion model attends to: T5's for a T5 encoder
-    (Flux reads T5 tokens, CLIP-L only gives its pooled vector), else CLIP-L's (or the only one).
+def is_sd3(tokens: dict) -> bool:
+    """Whether a token dict is SD3's (CLIP-L, CLIP-G and T5 tokens of one prompt)."""
+    return T5_KEY in tokens and "g" in tokens
 
-    A UserError for SD3's CLIP-L/G + T5 context, whose positions this adapter does not place yet."""
+
+def context_parts(tokens: dict, encoder: Any = None) -> tuple[str, ...]:
+    """The keys of the token dict whose tokens the diffusion model attends to, in the context's order: T5's
+    for Flux (CLIP-L only gives its pooled vector), CLIP-L's (or the only one) for the UNet models, and for
+    SD3/SD3.5 (CLIP-L, CLIP-G and T5 tokens) the CLIP part (CLIP-L/G side by side in the features: CLIP-L's
+    tokens, else CLIP-G's) followed by the T5 part, each where `encoder` (a CLIP's `cond_stage_model`; None:
+    every encoder) has that text encoder."""
+    if is_sd3(tokens):
+
+        def loaded(name: str) -> bool:
+            return encoder is None or getattr(encoder, name, None) is not None
+
+        clip = [key for key in ("l", "g") if loaded(f"clip_{key}")][:1]
+        parts = (*clip, *([T5_KEY] if loaded(T5_KEY) else []))
+        if not parts:
+            raise UserError("this SD3 text encoder has none of CLIP-L, CLIP-G and T5 loaded")
+        return parts
     if T5_KEY in tokens:
-        if "g" in tokens:
-            raise UserError(
-                "SD3/SD3.5 text encoders (CLIP-L/G + T5) are not supported yet; "
-                "supported: SD1.x/SD2.x/SDXL CLIP, Flux (T5)"
-            )
-        return T5_KEY
-    return "l" if "l" in tokens else next(iter(tokens))
+        return (T5_KEY,)
+    return ("l",) if "l" in tokens else (next(iter(tokens)),)
 
 
 def prompt_tokens(clip, text: str) -> tuple[PromptTokens, dict]:
@@ -53,7 +65,7 @@ def prompt_tokens(clip, text: str) -> tuple[PromptTokens, dict]:
     rebuilt from CLIP's end-of-word marks (T5's word-start marks) so that a word split in several
     tokens stays one word.
     """
-    return read_tokens(clip.tokenizer, text, tokenize(clip, text))
+    return read_tokens(clip.tokenizer, text, tokenize(clip, text), clip.cond_stage_model)
 
 
 def tokenize(clip, text: str, what: str = "prompt") -> dict:
@@ -70,41 +82,88 @@ def tokenize(clip, text: str, what: str = "prompt") -> dict:
     return tokens
 
 
-def read_tokens(tokenizers, text: str, tokens: dict) -> tuple[PromptTokens, dict]:
-    """prompt_tokens from a tokenizer alone: `tokenizers` is a CLIP's `tokenizer` (or a model-free
-    `comfy.sd1_clip.SD1Tokenizer()`), `tokens` what its `tokenize_with_weights(text, True)` gave."""
-    key = context_key(tokens)
-    tokenizer = _sd_tokenizer(tokenizers, key)
-    sentencepiece = key == T5_KEY
-    words: list[str] = []
-    ids: list[int] = []
-    word_of: list[int] = []
-    in_word = False  # whether the next token continues the last word
-    for chunk in tokens[key]:
-        for token, _weight, word_id in chunk:
-            if not isinstance(token, int):
-                ids.append(-1)
+class _Walk:
+    """The positions, token ids and words of a prompt as its token chunks are read, part after part."""
+
+    def __init__(self) -> None:
+        self.words: list[str] = []
+        self.ids: list[int] = []
+        self.word_of: list[int] = []
+        self.starts: list[tuple[int, int]] = []
+        """Per word: (ComfyUI word id, where its characters start in that whitespace-separated word)."""
+
+    def read(self, tokenizer, chunks: list, sentencepiece: bool) -> None:
+        """The words of the first part: rebuilt from CLIP's end-of-word marks (T5's word-start marks), so that
+        a word split in several tokens stays one word."""
+        in_word = False  # whether the next token continues the last word
+        offset, last_id = 0, 0  # characters of ComfyUI word `last_id` read so far
+        for chunk in chunks:
+            for token, _weight, word_id in chunk:
+                if not isinstance(token, int):
+                    self.ids.append(-1)
+                    if not in_word:
+                        self.words.append("<embedding>")
+                        self.starts.append((word_id, 0))
+                    self.word_of.append(len(self.words) - 1)
+                    continue
+                self.ids.append(token)
+                if word_id == 0:
+                    self.word_of.append(-1)
+                    in_word = False
+                    continue
+                if word_id != last_id:
+                    offset, last_id = 0, word_id
+                raw = tokenizer.inv_vocab.get(token, "")
+                piece = raw
+                if sentencepiece and piece.startswith(WORD_START):
+                    in_word = False
+                    piece = piece.removeprefix(WORD_START)
+                piece = piece.removesuffix(END_OF_WORD)
                 if not in_word:
-                    words.append("<embedding>")
-                word_of.append(len(words) - 1)
-                continue
-            ids.append(token)
-            if word_id == 0:
-                word_of.append(-1)
-                in_word = False
-                continue
-            piece = tokenizer.inv_vocab.get(token, "")
-            if sentencepiece and piece.startswith(WORD_START):
-                in_word = False
-                piece = piece.removeprefix(WORD_START)
-            if not in_word:
-                words.append("")
-            word_of.append(len(words) - 1)
-            words[-1] += piece.removesuffix(END_OF_WORD)
-            in_word = sentencepiece or not piece.endswith(END_OF_WORD)
-    chunk_len = len(tokens[key][0])
+                    self.words.append("")
+                    self.starts.append((word_id, offset))
+                self.word_of.append(len(self.words) - 1)
+                self.words[-1] += piece
+                offset += len(piece)
+                in_word = sentencepiece or not raw.endswith(END_OF_WORD)
+
+    def place(self, tokenizer, chunks: list) -> None:
+        """The positions of a later part (SD3's T5 after its CLIP part): each takes the word of the first part
+        that holds its first character in the same ComfyUI word (the tokenizers split a word differently:
+        CLIP's `cat,` is `cat` and `,`); -1 for start, end and padding tokens, as for a word the first part
+        does not have."""
+        offset, last_id = 0, 0
+        for chunk in chunks:
+            for token, _weight, word_id in chunk:
+                self.ids.append(token if isinstance(token, int) else -1)
+                candidates = [i for i, (word, _) in enumerate(self.starts) if word_id and word == word_id]
+                if not candidates:
+                    self.word_of.append(-1)
+                    continue
+                if word_id != last_id:
+                    offset, last_id = 0, word_id
+                holding = [i for i in candidates if self.starts[i][1] <= offset]
+                self.word_of.append(holding[-1] if holding else candidates[0])
+                if isinstance(token, int):
+                    offset += len(tokenizer.inv_vocab.get(token, "").removeprefix(WORD_START))
+
+
+def read_tokens(tokenizers, text: str, tokens: dict, encoder: Any = None) -> tuple[PromptTokens, dict]:
+    """prompt_tokens from a tokenizer alone: `tokenizers` is a CLIP's `tokenizer` (or a model-free
+    `comfy.sd1_clip.SD1Tokenizer()`), `tokens` what its `tokenize_with_weights(text, True)` gave, `encoder`
+    the CLIP's `cond_stage_model` (None: every text encoder of the tokenizer is loaded).
+
+    The positions are the context's (context_parts): for SD3, its CLIP part then its T5 part, the words
+    those of the CLIP part, and each T5 position the word of its CLIP counterpart (one word, positions in
+    both parts). One chunk of the whole length for T5 and SD3 (their context is not repeated per chunk)."""
+    parts = context_parts(tokens, encoder)
+    walk = _Walk()
+    walk.read(_sd_tokenizer(tokenizers, parts[0]), tokens[parts[0]], sentencepiece=parts[0] == T5_KEY)
+    for key in parts[1:]:
+        walk.place(_sd_tokenizer(tokenizers, key), tokens[key])
+    chunk_len = len(walk.ids) if T5_KEY in parts else len(tokens[parts[0]][0])
     plain = {k: [[(t, w) for t, w, _ in chunk] for chunk in v] for k, v in tokens.items()}
-    return PromptTokens(text, tuple(words), tuple(ids), tuple(word_of), chunk_len), plain
+    return PromptTokens(text, tuple(walk.words), tuple(walk.ids), tuple(walk.word_of), chunk_len), plain
 
 
 def _padded_t5(tokenizers, raw: list[dict]) -> list[dict]:
@@ -116,21 +175,37 @@ def _padded_t5(tokenizers, raw: list[dict]) -> list[dict]:
     ]
 
 
+def _check_clip_chunks(texts: list[str], raw: list[dict], clip_parts: tuple[str, ...]) -> None:
+    """A UserError naming the prompts whose CLIP parts (SD3's, before its T5 part) differ in chunk count."""
+    for key in clip_parts:
+        counts = [len(tokens[key]) for tokens in raw]
+        if len(set(counts)) > 1:
+            listing = ", ".join(f"{text!r}: {count}" for text, count in zip(texts, counts, strict=True))
+            raise UserError(
+                "source and target: on SD3 every prompt must fill as many 77-token CLIP chunks (about 75 words "
+                f"each; {listing}): shorten the longer prompt or lengthen the others"
+            )
+
+
 def encode_prompts(clip, source: str, targets: list[str]) -> tuple[list, PromptSet]:
     """CONDITIONING with one row per prompt (source first) and the PromptSet describing them.
 
     Prompts of different chunk counts are repeated to a common length, as ComfyUI does when it
     batches conds: repeated keys leave attention unchanged. Not so in joint attention (the text keys
-    share the softmax with the image keys): T5 prompts are padded to a common length instead.
+    share the softmax with the image keys): T5 prompts are padded to a common length instead, and SD3's
+    CLIP parts (75 words a chunk, not padded) must have as many chunks in every prompt.
     """
     texts = [source, *targets]
     raw = [tokenize(clip, text, "target" if i else "source") for i, text in enumerate(texts)]
-    if context_key(raw[0]) == T5_KEY:
+    parts = context_parts(raw[0], clip.cond_stage_model)
+    if T5_KEY in parts:
         raw = _padded_t5(clip.tokenizer, raw)
+    if is_sd3(raw[0]):
+        _check_clip_chunks(texts, raw, tuple(part for part in parts if part != T5_KEY))
     prompts = []
     encoded = []
     for text, tokens in zip(texts, raw, strict=True):
-        prompt, plain = read_tokens(clip.tokenizer, text, tokens)
+        prompt, plain = read_tokens(clip.tokenizer, text, tokens, clip.cond_stage_model)
         prompts.append(prompt)
         encoded.append(clip.encode_from_tokens(plain, return_pooled=True, return_dict=True))
     length = math.lcm(*(e["cond"].shape[1] for e in encoded))

@@ -76,7 +76,7 @@ def window_inputs(cross: float, self_: float) -> list[io.Input]:
             tooltip=(
                 "Fraction of the steps (from the start) during which the target takes the source's "
                 "cross-attention maps. Higher keeps more of the source's layout; lower lets bigger shape "
-                "changes through (paper: 0.8 for a swap). On Flux (joint attention): the fraction of the steps "
+                "changes through (paper: 0.8 for a swap). On Flux and SD3 (joint attention): the fraction of the steps "
                 "during which the target's image tokens take the source's queries and keys (and a re-weight acts)."
             ),
         ),
@@ -89,7 +89,7 @@ def window_inputs(cross: float, self_: float) -> list[io.Input]:
             tooltip=(
                 "Fraction of the steps during which the target takes the source's self-attention maps: "
                 "keeps the geometry. 0.2-0.4 is typical; higher for colour/texture edits, lower for shape edits. "
-                "UNet models only: on Flux the image tokens' q/k injection (cross_replace) keeps the geometry."
+                "UNet models only: on Flux and SD3 the image tokens' q/k injection (cross_replace) keeps the geometry."
             ),
         ),
         io.String.Input(
@@ -98,7 +98,7 @@ def window_inputs(cross: float, self_: float) -> list[io.Input]:
             optional=True,
             tooltip=(
                 "Per-word cross_replace overrides, e.g. 'lemon=0.2, cake=0.1-0.6' (a fraction, or a "
-                "start-end range). Words are those of the target prompt. UNet models only (Flux edits the image "
+                "start-end range). Words are those of the target prompt. UNet models only (Flux and SD3 edit the image "
                 "tokens, not words: leave it empty)."
             ),
         ),
@@ -110,8 +110,8 @@ def window_inputs(cross: float, self_: float) -> list[io.Input]:
             step=0.01,
             optional=True,
             tooltip=(
-                "Start of the cross-attention injection (fraction of the steps); the end is cross_replace. On Flux: "
-                "the start of the q/k injection."
+                "Start of the cross-attention injection (fraction of the steps); the end is cross_replace. On Flux "
+                "and SD3: the start of the q/k injection."
             ),
         ),
         io.Float.Input(
@@ -133,7 +133,8 @@ def window_inputs(cross: float, self_: float) -> list[io.Input]:
                 "the layout and let details change; more layers keep more detail "
                 f"({_described(SELF_LAYER_LABELS)}). On Flux: which blocks take the source's image queries and "
                 "keys: coarse the double (two-stream) blocks, medium those and the first half of the single "
-                "blocks, all every block."
+                "blocks, all every block. On SD3/SD3.5: the early joint blocks, where Shin et al. 2025 find the "
+                "layout is set: coarse the first third, medium the first two thirds, all every block."
             ),
         ),
     ]

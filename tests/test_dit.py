@@ -1,5 +1,6 @@
-"""The edit nodes on Flux (the joint-attention family) in the real host: a tiny Flux.1 of ComfyUI's own
-classes and config, a tiny T5 encoder on the real T5 tokenizer; identity, fused == reference, no leak, errors."""
+"""The edit nodes on the joint-attention families in the real host: a tiny Flux.1 and a tiny SD3 / SD3.5 medium
+(MMDiT, MMDiT-X) of ComfyUI's own classes and configs, tiny T5 and CLIP-L/G encoders on the real tokenizers;
+identity, fused == reference, the edit acts, no leak, errors, composition with other packs."""
 
 import pytest
 import torch
@@ -10,6 +11,8 @@ from devtools.graphs import edit_graph
 SOURCE = "a red cat riding a bicycle"
 WINDOWS = {"cross_replace": 0.8, "self_replace": 0.4}
 SAMPLERS = ["euler", "euler_ancestral", "dpmpp_2m", "dpmpp_2m_sde", "heun"]
+JOINT = ["flux", "sd3", "sd35_medium"]
+"""The tiny joint-attention models: Flux.1 dev, SD3 (MMDiT), SD3.5 medium (MMDiT-X)."""
 
 
 def relative(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -30,9 +33,10 @@ def test_flux_prompts_are_t5_words_padded_to_one_length(comfy):
     assert conditioning[0][0].shape[0] == 3 and conditioning[0][1]["pooled_output"].shape[0] == 3
 
 
+@pytest.mark.parametrize("family", JOINT)
 @pytest.mark.parametrize("sampler", SAMPLERS)
-def test_identity_edit_on_flux_reproduces_the_source_bit_for_bit(captured, sampler):
-    comfy_harness.run_graph(edit_graph(family="flux", source=SOURCE, target=SOURCE, sampler=sampler, steps=3))
+def test_identity_edit_on_joint_models_reproduces_the_source_bit_for_bit(captured, family, sampler):
+    comfy_harness.run_graph(edit_graph(family=family, source=SOURCE, target=SOURCE, sampler=sampler, steps=3))
     out = captured["out"]
     assert out.shape == (2, 16, 8, 8) and torch.isfinite(out).all()
     assert torch.equal(out[0], out[1])
@@ -59,9 +63,10 @@ def unedited(prompt: str, **settings) -> torch.Tensor:
     return comfy_harness.captured_latents()["alone"][0]
 
 
+@pytest.mark.parametrize("family", JOINT)
 @pytest.mark.parametrize("name", list(EDITS))
-def test_flux_edit_equals_the_explicit_reference_and_changes_the_target(captured, name):
-    settings = dict(family="flux", sampler="dpmpp_2m", steps=3, edit_inputs={"self_layers": "all"}, **EDITS[name])
+def test_joint_edit_equals_the_explicit_reference_and_changes_the_target(captured, family, name):
+    settings = dict(family=family, sampler="dpmpp_2m", steps=3, edit_inputs={"self_layers": "all"}, **EDITS[name])
     settings.setdefault("edit", "AttentionReplace")
     settings["chain"] = [(node, {**WINDOWS, **inputs}) for node, inputs in settings.get("chain", [])]
     comfy_harness.run_graph(edit_graph(**settings, capture="fused"))
@@ -74,10 +79,12 @@ def test_flux_edit_equals_the_explicit_reference_and_changes_the_target(captured
     assert relative(fused[1], unedited(settings["target"], **settings)) > 1e-2
 
 
-def test_flux_injection_acts_in_its_window_and_blocks(captured):
-    """The q/k injection acts only inside cross_replace, and in the blocks self_layers names."""
+@pytest.mark.parametrize("family", ["flux", "sd3"])
+def test_joint_injection_acts_in_its_window_and_blocks(captured, family):
+    """The q/k injection acts only inside cross_replace, and in the blocks self_layers names (coarse, the
+    default: Flux's double blocks, SD3's first joint block of three)."""
     target = "a blue dog riding a bicycle"
-    settings = dict(family="flux", target=target, steps=3)
+    settings = dict(family=family, target=target, steps=3)
     comfy_harness.run_graph(edit_graph(**settings, capture="double"))
     comfy_harness.run_graph(edit_graph(**settings, edit_inputs={"self_layers": "all"}, capture="all"))
     comfy_harness.run_graph(edit_graph(**settings, edit_inputs={"cross_replace": 0.0}, capture="none"))
@@ -89,38 +96,43 @@ def test_flux_injection_acts_in_its_window_and_blocks(captured):
     assert relative(none[1], alone) < 1e-5
 
 
-def test_plain_flux_samples_bit_identically_after_a_p2p_run(captured):
-    plain = dict(family="flux", edit=None, batch=2, steps=3)
+@pytest.mark.parametrize("family", ["flux", "sd3"])
+def test_plain_joint_model_samples_bit_identically_after_a_p2p_run(captured, family):
+    plain = dict(family=family, edit=None, batch=2, steps=3)
     comfy_harness.run_graph(edit_graph(**plain, capture="before"))
-    comfy_harness.run_graph(edit_graph(family="flux", target="a blue dog riding a bicycle", steps=3))
+    comfy_harness.run_graph(edit_graph(family=family, target="a blue dog riding a bicycle", steps=3))
     comfy_harness.run_graph(edit_graph(**plain, capture="after"))
     assert torch.equal(captured["before"], captured["after"])
 
 
-def test_flux_bad_inputs_are_named_and_the_next_prompt_runs(comfy, captured):
-    unknown = edit_graph(family="flux", target=SOURCE, chain=[("Reweight", {"weights": "zebra=2", **WINDOWS})], steps=2)
+@pytest.mark.parametrize("family", ["flux", "sd3"])
+def test_joint_bad_inputs_are_named_and_the_next_prompt_runs(comfy, captured, family):
+    unknown = edit_graph(family=family, target=SOURCE, chain=[("Reweight", {"weights": "zebra=2", **WINDOWS})], steps=2)
     with pytest.raises(comfy.GraphError, match="weights: the word 'zebra' is not in.*its words: a red cat riding a"):
         comfy.run_graph(unknown)
     with pytest.raises(comfy.GraphError, match="target prompt is empty"):
-        comfy.run_graph(edit_graph(family="flux", target="  \n ", steps=2))
-    scheduled = edit_graph(family="flux", edit_inputs={"word_schedule": "car=0.3"}, steps=2)
+        comfy.run_graph(edit_graph(family=family, target="  \n ", steps=2))
+    scheduled = edit_graph(family=family, edit_inputs={"word_schedule": "car=0.3"}, steps=2)
     with pytest.raises(comfy.GraphError, match="word_schedule: per-word windows do not apply"):
         comfy.run_graph(scheduled)
     blend = {"source_words": "bicycle", "target_words": "car", "threshold": 0.5}
-    with pytest.raises(comfy.GraphError, match=r"LocalBlend.*do not support joint-attention models \(Flux"):
-        comfy.run_graph(edit_graph(family="flux", chain=[("LocalBlend", blend)], steps=2))
-    other = edit_graph(family="flux", steps=2)
+    with pytest.raises(comfy.GraphError, match=r"LocalBlend.*do not support joint-attention models \((Flux|SD3) "):
+        comfy.run_graph(edit_graph(family=family, chain=[("LocalBlend", blend)], steps=2))
+    other = edit_graph(family=family, steps=2)
     other["other"] = {"class_type": "P2PTestTinyModel", "inputs": {"family": "hunyuan_dit", "seed": 0}}
     other["edit"]["inputs"]["model"] = ["other", 0]
     with pytest.raises(comfy.GraphError, match=r"HunyuanDiT \(HunYuanDiT\) model has no .*attention"):
         comfy.run_graph(other)
-    comfy.run_graph(edit_graph(family="flux", source=SOURCE, target=SOURCE, steps=2))
+    comfy.run_graph(edit_graph(family=family, source=SOURCE, target=SOURCE, steps=2))
     assert torch.equal(captured["out"][0], captured["out"][1])
 
 
-def test_another_packs_attention_override_is_composed_with_on_flux(comfy, captured):
+@pytest.mark.parametrize(("family", "calls_per_step"), [("flux", 4), ("sd3", 3), ("sd35_medium", 3 + 2)])
+def test_another_packs_attention_override_is_composed_with(comfy, captured, family, calls_per_step):
+    """calls_per_step: the model's attention calls per model call (Flux: 2 double + 2 single blocks; SD3: its 3
+    joint blocks; SD3.5 medium: those and the image-only calls of its 2 MMDiT-X blocks)."""
     calls = comfy.loaded_module(comfy.FIXTURE_NODES, "other_packs").CALLS
-    graph = edit_graph(family="flux", source=SOURCE, target=SOURCE, steps=2)
+    graph = edit_graph(family=family, source=SOURCE, target=SOURCE, steps=2)
     graph["other"] = {"class_type": "P2PTestOtherAttentionOverride", "inputs": {"model": ["model", 0], "sharpen": 1.5}}
     graph["edit"]["inputs"]["model"] = ["other", 0]
     graph["chain0"] = {
@@ -130,18 +142,93 @@ def test_another_packs_attention_override_is_composed_with_on_flux(comfy, captur
     graph["sample"]["inputs"]["model"] = ["chain0", 0]
     calls.clear()
     comfy.run_graph(graph)
-    # Wrapped once: every attention call of the run (2 steps, 4 blocks) reaches the other pack's override once.
-    assert calls["override"] == 2 * 4
+    # Wrapped once: every attention call of the run (2 steps) reaches the other pack's override once.
+    assert calls["override"] == 2 * calls_per_step
     with_other = captured["out"]
     assert torch.equal(with_other[0], with_other[1])
-    comfy.run_graph(edit_graph(family="flux", source=SOURCE, target=SOURCE, steps=2))
+    comfy.run_graph(edit_graph(family=family, source=SOURCE, target=SOURCE, steps=2))
     assert relative(captured["out"][0], with_other[0]) > 1e-3
 
 
-def test_a_flux_edit_that_never_reaches_the_joint_attention_fails_the_prompt(comfy, captured):
-    graph = edit_graph(family="flux", target="a blue dog riding a bicycle", steps=2)
+@pytest.mark.parametrize("family", ["flux", "sd3"])
+def test_a_joint_edit_that_never_reaches_the_joint_attention_fails_the_prompt(comfy, captured, family):
+    graph = edit_graph(family=family, target="a blue dog riding a bicycle", steps=2)
     graph["bypass"] = {"class_type": "P2PTestDropAttentionPatches", "inputs": {"model": ["edit", 0], "kinds": "joint"}}
     graph["sample"]["inputs"]["model"] = ["bypass", 0]
     with pytest.raises(comfy.GraphError, match=r"never reached the model's joint attention.*unedited"):
         comfy.run_graph(graph)
     assert "out" not in captured
+
+
+@pytest.mark.parametrize(("family", "t5"), [("sd3", True), ("sd3_no_t5", False)])
+def test_sd3_prompts_place_each_word_in_the_clip_and_the_t5_part(comfy, family, t5):
+    """SD3's context is the CLIP-L/G part (77 tokens a chunk) followed by the T5 part: a word has positions in
+    both (CLIP's `cat,` is `cat` and `,`, T5's `▁cat` and `,`; `unbelievably` is one CLIP token, four T5 ones)."""
+    clip = comfy.tiny_model(family)[1]
+    encode_prompts = comfy.pack("host.prompts").encode_prompts
+    conditioning, prompts = encode_prompts(clip, "a red cat, riding unbelievably", ["a blue dog riding fast"])
+    source = prompts.source
+    assert source.words == ("a", "red", "cat", ",", "riding", "unbelievably")
+    assert source.length == conditioning[0][0].shape[1] == (77 + 77 if t5 else 77)
+    for word in ("red", "cat", "unbelievably"):
+        clip_part = [p for p in source.find_phrase(word) if p < 77]
+        t5_part = [p for p in source.find_phrase(word) if p >= 77]
+        assert len(clip_part) == 1 and len(t5_part) == (0 if not t5 else 4 if word == "unbelievably" else 1)
+    if t5:
+        assert [p >= 77 for p in source.word_positions(3)] == [False, True]  # T5's "," is CLIP's word ","
+    long_target = " ".join(["red"] * 80)  # two CLIP chunks against the source's one
+    with pytest.raises(comfy.pack("host.errors").UserError, match=r"as many 77-token CLIP chunks.*'a red cat': 1"):
+        encode_prompts(clip, "a red cat", [long_target])
+
+
+def test_sd3_reweight_scales_a_words_clip_and_t5_positions(comfy):
+    clip = comfy.tiny_model("sd3")[1]
+    prompts = comfy.pack("host.prompts").encode_prompts(clip, SOURCE, ["a red dog riding a bicycle"])[1]
+    plans = comfy.pack("p2p_core.plans")
+    plan = plans.reweighted_plan(plans.replace_plan(prompts, 0.8, 0.4), prompts, "dog=2.5")
+    weight = plan.targets[0].weight
+    dog = prompts.targets[0].find_phrase("dog")
+    assert [p >= 77 for p in dog] == [False, True]
+    assert weight[dog].tolist() == [2.5, 2.5]
+    assert bool((weight[[p for p in range(len(weight)) if p not in dog]] == 1).all())
+
+
+def test_mmdit_x_image_only_attention_is_not_taken_for_a_joint_call(comfy, captured):
+    """SD3.5 medium's MMDiT-X blocks make a second, image-only attention call: at 256 px it has 256 tokens,
+    more than the 154 text tokens, and must reach the kernel whole (not split as text + image)."""
+    calls = comfy.loaded_module(comfy.FIXTURE_NODES, "other_packs").CALLS
+    graph = edit_graph(family="sd35_medium", steps=2, width=256, height=256, edit_inputs={"self_layers": "all"})
+    graph["other"] = {"class_type": "P2PTestOtherAttentionOverride", "inputs": {"model": ["model", 0], "sharpen": 1.0}}
+    graph["edit"]["inputs"]["model"] = ["other", 0]
+    graph["chain0"] = {
+        "class_type": "Reweight",
+        "inputs": {"model": ["edit", 0], "prompts": ["pair", 1], "weights": "car=2", **WINDOWS},
+    }
+    graph["sample"]["inputs"]["model"] = ["chain0", 0]
+    calls.clear()
+    comfy.run_graph(graph)
+    image, joint = 256, 154 + 256
+    shapes = {key[1:]: n for key, n in calls.items() if isinstance(key, tuple)}
+    # Step 0 re-weights (its joint calls: text and image queries apart, against every key), step 1 is past the
+    # window (whole joint calls); the image-only calls of the 2 MMDiT-X blocks whole in both steps.
+    assert shapes == {(154, joint): 3, (image, joint): 3, (joint, joint): 3, (image, image): 2 * 2}
+
+
+def test_another_packs_dit_replace_is_wrapped_on_sd3(comfy, captured):
+    calls = comfy.loaded_module(comfy.FIXTURE_NODES, "other_packs").CALLS
+    settings = dict(family="sd3", target="a blue dog riding a bicycle", steps=2, edit_inputs={"self_layers": "all"})
+    graph = edit_graph(**settings)
+    graph["other"] = {"class_type": "P2PTestOtherDitReplace", "inputs": {"model": ["model", 0], "shift": 0.5}}
+    graph["edit"]["inputs"]["model"] = ["other", 0]
+    calls.clear()
+    comfy.run_graph(graph)
+    assert calls["dit"] == 2 * 3  # 2 steps, 3 joint blocks: the other pack's replace ran in every block
+    with_other = captured["out"].clone()
+    comfy.run_graph(edit_graph(**settings))
+    assert relative(with_other[0], captured["out"][0]) > 1e-3
+    # The edit still acts through the other pack's replace: the target is not its own prompt's sample.
+    plain = edit_graph(**{**settings, "source": settings["target"], "edit": None}, capture="alone")
+    plain["other"] = {"class_type": "P2PTestOtherDitReplace", "inputs": {"model": ["model", 0], "shift": 0.5}}
+    plain["sample"]["inputs"]["model"] = ["other", 0]
+    comfy.run_graph(plain)
+    assert relative(with_other[1], captured["alone"][0]) > 1e-2

@@ -22,7 +22,11 @@ class TinyModelLoader(io.ComfyNode):
             category="testing",
             inputs=[
                 io.Combo.Input(
-                    "family", options=["sd15", "sd15_v", "sdxl", "no_attention", "flux", "flux_schnell", "hunyuan_dit"]
+                    "family",
+                    options=[
+                        *("sd15", "sd15_v", "sdxl", "no_attention", "flux", "flux_schnell"),
+                        *("sd3", "sd3_no_t5", "sd35_medium", "hunyuan_dit"),
+                    ],
                 ),
                 io.Int.Input("seed", default=0),
             ],

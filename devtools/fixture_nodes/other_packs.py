@@ -14,6 +14,9 @@ batch it is given (`check_batch`). Every call is counted in CALLS, by stand-in.
   values of the conditional chunks;
 - `P2PTestOtherAttentionOverride`: an `optimized_attention_override` that wraps the previous one (as
   sage / sparse attention nodes do) and sharpens the conditional chunks' attention;
+- `P2PTestOtherDitReplace`: a `patches_replace["dit"]` replace on every SD3 joint block ("double_block", i)
+  that runs the block and shifts the conditional chunks' image tokens along a fixed direction (as block-level
+  packs change a block's output);
 - `P2PTestDropAttentionPatches`: a UNet function wrapper that runs the UNet without the `attn1` and/or
   `attn2` replace patches, or a joint-attention model without the attention override (`joint`) (a pack,
   host or sampler path that bypasses the hooks).
@@ -165,6 +168,8 @@ class OtherAttentionOverride(io.ComfyNode):
 
         def sharpened_attention(func, q, k, v, heads, *args, **kwargs):
             CALLS["override"] += 1
+            tokens = 2 if kwargs.get("skip_reshape", False) else 1
+            CALLS[("override", q.shape[tokens], k.shape[tokens])] += 1  # the call's query and key token counts
             chunks = check_batch(q.shape[0], kwargs["transformer_options"])
             scale = 1 + (sharpen - 1) * conditional_rows(q.shape[0], chunks).to(q)
             q = q * scale.reshape(-1, *(1,) * (q.ndim - 1))
@@ -173,6 +178,33 @@ class OtherAttentionOverride(io.ComfyNode):
             return func(q, k, v, heads, *args, **kwargs)
 
         options["optimized_attention_override"] = sharpened_attention
+        return io.NodeOutput(patched)
+
+
+class OtherDitReplace(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="P2PTestOtherDitReplace",
+            category="testing",
+            inputs=[io.Model.Input("model"), io.Float.Input("shift", default=0.1)],
+            outputs=[io.Model.Output()],
+        )
+
+    @classmethod
+    def execute(cls, model, shift: float) -> io.NodeOutput:
+        def shifted_block(args: dict, extra: dict) -> dict:
+            CALLS["dit"] += 1
+            out = extra["original_block"](args)
+            chunks = check_batch(out["img"].shape[0], args["transformer_options"])
+            rows = conditional_rows(out["img"].shape[0], chunks).to(out["img"])
+            direction = extra_tokens(out["img"].shape[-1])[0].to(out["img"])  # not a constant: LayerNorm removes one
+            out["img"] = out["img"] + shift * rows[:, None, None] * direction
+            return out
+
+        patched = model.clone()
+        for index in range(len(model.model.diffusion_model.joint_blocks)):
+            patched.set_model_patch_replace(shifted_block, "dit", "double_block", index)
         return io.NodeOutput(patched)
 
 
@@ -203,4 +235,11 @@ class DropAttentionPatches(io.ComfyNode):
         return io.NodeOutput(patched)
 
 
-NODES = [OtherAttn2Replace, OtherPatchObject, OtherInputPatch, OtherAttentionOverride, DropAttentionPatches]
+NODES = [
+    OtherAttn2Replace,
+    OtherPatchObject,
+    OtherInputPatch,
+    OtherAttentionOverride,
+    OtherDitReplace,
+    DropAttentionPatches,
+]

@@ -1,0 +1,176 @@
+"""The joint-attention families as AttentionFamily objects: which models are of them (their sites), which of
+their blocks `self_layers` names, and the hook that tells the override (host/joint.py) the block and the
+token counts of each call. Both put one JointAttentionPatch, as the `optimized_attention_override`, on the
+transformer options of each sampling run of the edit; what differs by family is here, in its object.
+
+- Flux.1 (and the models on Flux's blocks): Flux sets `block_type` / `block_index` itself; a
+  DIFFUSION_MODEL wrapper records the context's token count (the text of every joint call).
+- SD3 / SD3.5 (MMDiT, MMDiT-X): SD3 sets no block, so a `patches_replace["dit"]` wrapper on each joint block
+  ("double_block", i) puts the block, its text and its image token counts in a copy of the block's
+  transformer options and runs the block (or the replace another pack put on that key, which it wraps).
+  The image count lets the override tell the joint call from the image-only second call of an MMDiT-X
+  block (`x_block_self_attn`), which it leaves as it is.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from typing import Any, NamedTuple
+
+import comfy.patcher_extension
+import torch
+from comfy.ldm.flux.model import Flux
+from comfy.ldm.modules.diffusionmodules.mmdit import MMDiT
+
+from ..p2p_core.joint_plan import Block
+from .joint import IMAGE_TOKENS_KEY, KIND, OVERRIDE_KEY, TEXT_TOKENS_KEY, JointAttentionPatch, joint_plan
+from .state import STATE_KEY
+
+WRAPPER_KEY = "prompt_to_prompt_joint"
+"""The key of `record_text_tokens` among a run's DIFFUSION_MODEL wrappers."""
+DIT_BLOCK = "double_block"
+"""The first part of the `patches_replace["dit"]` key of SD3's joint block i: ("double_block", i)."""
+
+
+class JointSite(NamedTuple):
+    """One attention site of a joint-attention model: its block and the order of its tokens."""
+
+    block: Block
+    text_first: bool
+    """Whether the block's calls hold [text, image] (all but Flux's `flipped_img_txt` double blocks)."""
+
+
+class JointAttention:
+    """What the joint-attention families share: the override for a run, from the edit plan and the sites."""
+
+    name: str
+    kinds: dict[str, str]
+
+    def sites(self, model) -> list[JointSite]:
+        """The model's joint-attention sites, in the order its blocks run (none for a model of another family)."""
+        raise NotImplementedError
+
+    def injected_blocks(self, sites: list[JointSite], min_factor: int) -> frozenset[Block]:
+        """The blocks whose target image q/k take the source's for the `self_layers` choice (its UNet factor:
+        4 coarse, 2 medium, 1 all)."""
+        raise NotImplementedError
+
+    def install_hooks(self, options: dict, sites: list[JointSite]) -> None:
+        """Put the hook that records each call's block and token counts in `options` (changed dicts copied)."""
+        raise NotImplementedError
+
+    def install(self, options: dict, sites: list[JointSite]) -> None:
+        """Put the JointAttentionPatch, as the attention override, and the family's hooks in `options`, the
+        transformer options of one sampling run (the dicts it changes are replaced by copies, the model's own
+        stay as they are). The patch wraps the override ComfyUI would call without the pack (another pack's)."""
+        existing = options.get(OVERRIDE_KEY)
+        inner = existing.inner if isinstance(existing, JointAttentionPatch) else existing
+        edit = options[STATE_KEY].plan
+        plan = joint_plan(edit, self.injected_blocks(sites, edit.self_min_factor))
+        flipped = frozenset(site.block for site in sites if not site.text_first)
+        options[OVERRIDE_KEY] = JointAttentionPatch(plan, flipped, inner)
+        self.install_hooks(options, sites)
+
+
+def record_text_tokens(executor: Any, *args: Any, **kwargs: Any) -> torch.Tensor:
+    """Flux's DIFFUSION_MODEL wrapper: puts the context's token count (the text tokens of every joint call of
+    this model call) in the call's `transformer_options`, then runs the model."""
+    bound = inspect.signature(executor.original).bind(*args, **kwargs).arguments  # once per model call
+    options = bound.get("transformer_options")
+    context = bound.get("context")
+    if options is not None and context is not None:
+        options[TEXT_TOKENS_KEY] = context.shape[1]
+    return executor(*args, **kwargs)
+
+
+class FluxAttention(JointAttention):
+    """Flux.1 dev/schnell: its double (two-stream) and single blocks."""
+
+    name = "joint attention (Flux.1 dev/schnell)"
+    kinds = {KIND: "joint attention (Flux double/single blocks)"}
+
+    def sites(self, model) -> list[JointSite]:
+        """A JointSite for ("double", i) and ("single", i) of every block of a Flux model."""
+        flux = model.model.diffusion_model
+        if not isinstance(flux, Flux):
+            return []
+        double = [
+            JointSite(("double", i), not getattr(b, "flipped_img_txt", False)) for i, b in enumerate(flux.double_blocks)
+        ]
+        return double + [JointSite(("single", i), True) for i in range(len(flux.single_blocks))]
+
+    def injected_blocks(self, sites: list[JointSite], min_factor: int) -> frozenset[Block]:
+        """coarse: the double blocks; medium: those and the first half of the single blocks; all: every block
+        (on Flux.1's 19 + 38 blocks: the first third, the first two thirds, all)."""
+        double = [site.block for site in sites if site.block[0] == "double"]
+        single = [site.block for site in sites if site.block[0] == "single"]
+        if min_factor >= 4:
+            return frozenset(double)
+        if min_factor >= 2:
+            return frozenset(double + single[: len(single) // 2])
+        return frozenset(double + single)
+
+    def install_hooks(self, options: dict, sites: list[JointSite]) -> None:
+        """`record_text_tokens` as a DIFFUSION_MODEL wrapper of the run (Flux sets the block itself)."""
+        wrappers = dict(options.get("wrappers", {}))
+        model_wrappers = dict(wrappers.get(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, {}))
+        model_wrappers[WRAPPER_KEY] = [record_text_tokens]
+        wrappers[comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL] = model_wrappers
+        options["wrappers"] = wrappers
+
+
+class BlockLabel:
+    """SD3's `patches_replace["dit"][("double_block", i)]`: runs joint block i (or `inner`, the replace another
+    pack put on that key) with transformer options that name the block and its token counts."""
+
+    def __init__(self, index: int, inner: Any = None) -> None:
+        self.index = index
+        self.inner = inner
+
+    def __call__(self, args: dict, extra: dict) -> dict:
+        """args: {"img": [B, image, W], "txt": [B, text, W], "vec", "transformer_options"}; extra:
+        {"original_block": the block}. Returns {"img", "txt"} as the block does."""
+        options = {
+            **args["transformer_options"],
+            "block_type": "double",
+            "block_index": self.index,
+            TEXT_TOKENS_KEY: args["txt"].shape[1],
+            IMAGE_TOKENS_KEY: args["img"].shape[1],
+        }
+        labelled = {**args, "transformer_options": options}
+        if self.inner is not None:
+            return self.inner(labelled, extra)
+        return extra["original_block"](labelled)
+
+
+class SD3Attention(JointAttention):
+    """SD3 / SD3.5 (MMDiT; MMDiT-X with its image-only second attention): its joint blocks, ("double", i)."""
+
+    name = "joint attention (SD3/SD3.5 MMDiT)"
+    kinds = {KIND: "joint attention (SD3 joint blocks)"}
+
+    def sites(self, model) -> list[JointSite]:
+        """A JointSite for ("double", i) of every joint block of an SD3 model ([text, image] in each)."""
+        mmdit = model.model.diffusion_model
+        if not isinstance(mmdit, MMDiT):
+            return []
+        return [JointSite(("double", i), True) for i in range(len(mmdit.joint_blocks))]
+
+    def injected_blocks(self, sites: list[JointSite], min_factor: int) -> frozenset[Block]:
+        """The early blocks, where Shin et al. 2025 find the layout is set: coarse the first third of the joint
+        blocks, medium the first two thirds, all every block (at least one block each)."""
+        blocks = [site.block for site in sites]
+        share = {4: 1 / 3, 2: 2 / 3}.get(min_factor, 1.0)
+        return frozenset(blocks[: max(1, math.ceil(share * len(blocks)))])
+
+    def install_hooks(self, options: dict, sites: list[JointSite]) -> None:
+        """A BlockLabel on every joint block's `patches_replace["dit"]` key, wrapping the replace found there."""
+        replaces = dict(options.get("patches_replace", {}))
+        dit = dict(replaces.get("dit", {}))
+        for site in sites:
+            key = (DIT_BLOCK, site.block[1])
+            existing = dit.get(key)
+            dit[key] = BlockLabel(site.block[1], existing.inner if isinstance(existing, BlockLabel) else existing)
+        replaces["dit"] = dit
+        options["patches_replace"] = replaces

@@ -184,12 +184,7 @@ class OtherAttentionOverride(io.ComfyNode):
 class OtherDitReplace(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
-            node_id="P2PTestOtherDitReplace",
-            category="testing",
-            inputs=[io.Model.Input("model"), io.Float.Input("shift", default=0.1)],
-            outputs=[io.Model.Output()],
-        )
+        return model_patch_schema("P2PTestOtherDitReplace", io.Float.Input("shift", default=0.1))
 
     @classmethod
     def execute(cls, model, shift: float) -> io.NodeOutput:

@@ -45,6 +45,7 @@ from demo.scenes import COLOUR_NAMES, SHAPES, Scene, sample_scenes
 from devtools import harness as comfy_harness
 from devtools.demo_graphs import DEMO_LOADER, Sampling, real_image_edit_graph, text_to_image_graph
 
+from .piebench import psnr as psnr_of_mse
 from .report import table
 
 
@@ -139,8 +140,7 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
 def psnr(a: torch.Tensor, b: torch.Tensor, where: np.ndarray | None = None) -> float:
     """PSNR (dB, images in [0, 1], capped at 100) of `[3, H, W]` images, over the `[H, W]` pixels `where`."""
     err = ((a - b) ** 2).mean(0).numpy()
-    mse = float(err[where].mean()) if where is not None else float(err.mean())
-    return 100.0 if mse <= 1e-10 else min(100.0, 10.0 * math.log10(1.0 / mse))
+    return psnr_of_mse(float(err[where].mean()) if where is not None else float(err.mean()))
 
 
 def background_psnr(a: torch.Tensor, b: torch.Tensor, da: SceneDetection, db: SceneDetection) -> float:

@@ -63,14 +63,20 @@ def to_api(workflow: dict) -> dict:
     return prompt
 
 
-def missing_checkpoints(prompt: dict) -> list[str]:
+MODEL_FILES = {"ckpt_name": "checkpoints", "unet_name": "diffusion_models", "clip_name1": "text_encoders",
+               "clip_name2": "text_encoders", "vae_name": "vae"}
+"""The loaders' file inputs, and the models/ folder each picks its file from."""
+
+
+def missing_model_files(prompt: dict) -> list[str]:
+    """The model files the graph's loaders name that this ComfyUI does not have (folder/name)."""
     import folder_paths
 
-    have = set(folder_paths.get_filename_list("checkpoints"))
     return [
-        node["inputs"]["ckpt_name"]
+        f"{folder}/{node['inputs'][name]}"
         for node in prompt.values()
-        if node["class_type"] == "CheckpointLoaderSimple" and node["inputs"].get("ckpt_name") not in have
+        for name, folder in MODEL_FILES.items()
+        if name in node["inputs"] and node["inputs"][name] not in folder_paths.get_filename_list(folder)
     ]
 
 
@@ -151,9 +157,9 @@ def main(names: list[str], out: Path = REPO / "out") -> int:
             continue
         workflow = json.loads(path.read_text())
         prompt = to_api(workflow)
-        missing = missing_checkpoints(prompt)
+        missing = missing_model_files(prompt)
         if missing:
-            print(f"{path.stem}: skipped, needs the checkpoint {', '.join(missing)} (put it in models/checkpoints)")
+            print(f"{path.stem}: skipped, needs {', '.join(missing)} (under ComfyUI's models/)")
             continue
         start = time.perf_counter()
         try:

@@ -44,32 +44,41 @@ FIXTURE_JS = """
 (family, ckpt, photo) => {
   // What the test changes before queueing a workflow made for a real checkpoint: the random-weight
   // checkpoint `ckpt` picked in every Load Checkpoint, or (ckpt null) the tiny model of the family
-  // in its place; a small image, few steps, the uploaded photo. Demo-model workflows run as shipped.
+  // in place of the loaders (Load Checkpoint; or Load Diffusion Model, DualCLIPLoader and Load VAE,
+  // each giving the tiny model's MODEL, CLIP or VAE); a small image, few steps, the uploaded photo.
+  // Demo-model workflows run as shipped.
   const graph = app.graph;
   const set = (node, name, value) => {
     const widget = node.widgets?.find((w) => w.name === name);
     if (widget) { widget.value = value; widget.callback?.(value); }
   };
-  const checkpoint = graph.nodes.some((n) => n.type === "CheckpointLoaderSimple");
-  for (const loader of graph.nodes.filter((n) => n.type === "CheckpointLoaderSimple")) {
-    if (ckpt) { set(loader, "ckpt_name", ckpt); continue; }
+  const slotOf = { CheckpointLoaderSimple: null, UNETLoader: 0, DualCLIPLoader: 1, VAELoader: 2 };
+  const loaders = graph.nodes.filter((n) => n.type in slotOf);
+  if (ckpt) {
+    for (const loader of loaders) set(loader, "ckpt_name", ckpt);
+  } else if (loaders.length) {
     const tiny = LiteGraph.createNode("P2PTestTinyModel");
-    tiny.pos = [...loader.pos];
+    tiny.pos = [...loaders[0].pos];
     graph.add(tiny);
     set(tiny, "family", family);
     set(tiny, "seed", 0);
     set(tiny, "control_after_generate", "fixed");
-    loader.outputs.forEach((output, slot) => {
-      for (const id of [...(output.links ?? [])]) {
-        const link = graph.getLink?.(id) ?? graph.links.get?.(id) ?? graph.links[id];
-        tiny.connect(slot, graph.getNodeById(link.target_id), link.target_slot);
-      }
-    });
-    graph.remove(loader);
+    for (const loader of loaders) {
+      loader.outputs.forEach((output, slot) => {
+        for (const id of [...(output.links ?? [])]) {
+          const link = graph.getLink?.(id) ?? graph.links.get?.(id) ?? graph.links[id];
+          tiny.connect(slotOf[loader.type] ?? slot, graph.getNodeById(link.target_id), link.target_slot);
+        }
+      });
+      graph.remove(loader);
+    }
   }
-  if (!checkpoint) return;
+  if (!loaders.length) return;
   for (const node of graph.nodes) {
-    if (node.type === "EmptyLatentImage") { set(node, "width", 64); set(node, "height", 64); }
+    if (["EmptyLatentImage", "EmptySD3LatentImage"].includes(node.type)) {
+      set(node, "width", 64);
+      set(node, "height", 64);
+    }
     if (["KSampler", "KSamplerAdvanced", "DDIMInvert"].includes(node.type)) set(node, "steps", 4);
     if (node.type === "LoadImage") set(node, "image", photo);
   }
@@ -95,7 +104,11 @@ FIT_JS = """
 
 
 def family_of(path: Path) -> str:
-    return "sdxl" if "sdxl" in path.stem else "sd15"
+    """The tiny model standing in for the checkpoint a workflow names (by the workflow's name)."""
+    for part, family in (("sdxl", "sdxl"), ("flux", "flux"), ("sd35", "sd35_medium")):
+        if part in path.stem:
+            return family
+    return "sd15"
 
 
 @pytest.fixture(scope="module")

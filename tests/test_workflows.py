@@ -17,7 +17,7 @@ from devtools import harness as comfy_harness
 WORKFLOWS = sorted((comfy_harness.REPO / "workflows").glob("*.json"))
 FRONTEND_ONLY = {"MarkdownNote", "Note", "Reroute", "PrimitiveNode"}
 """Nodes that live in the frontend only and never reach the server."""
-USER_FILES = {"ckpt_name", "image"}
+USER_FILES = {"ckpt_name", "unet_name", "clip_name1", "clip_name2", "vae_name", "image"}
 """Combo inputs listing the user's own files: the shipped name is a suggestion, not on the test server."""
 CONTROL_MODES = {"fixed", "increment", "decrement", "randomize"}
 
@@ -29,7 +29,9 @@ def object_info(comfy_server) -> dict:
 
 def test_the_shipped_workflows_are_there() -> None:
     names = {p.stem for p in WORKFLOWS}
-    for capability in ("word_swap", "refine", "reweight", "local_blend", "attention_maps", "real_image", "sdxl"):
+    capabilities = ("word_swap", "refine", "reweight", "local_blend", "attention_maps", "real_image")
+    capabilities += ("sdxl", "flux", "sd35")
+    for capability in capabilities:
         assert any(capability in name for name in names), f"no workflow for {capability}: {sorted(names)}"
 
 

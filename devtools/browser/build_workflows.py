@@ -273,6 +273,8 @@ def specs() -> dict[str, Spec]:
     out["p2p_real_image_edit"] = real_image_spec()
     out["p2p_demo_real_image_edit"] = demo_real_image_spec()
     out["p2p_sdxl_word_swap"] = sdxl_spec()
+    out["p2p_flux_word_swap"] = flux_spec()
+    out["p2p_sd35_word_swap"] = sd35_spec()
     return out
 
 
@@ -432,42 +434,66 @@ def demo_real_image_spec() -> Spec:
     )
 
 
-def sdxl_spec() -> Spec:
-    nodes = {
-        "loader": node("CheckpointLoaderSimple", ckpt_name="sd_xl_base_1.0.safetensors"),
+def checkpoint_blend_nodes(
+    loaders: dict[str, dict],
+    model: list,
+    clip: list,
+    vae: list,
+    latent: dict,
+    sampler: dict,
+    swap: tuple[str, str],
+    positive: list | None = None,
+) -> dict[str, dict]:
+    """A word swap with local blend on a checkpoint: `loaders` (by name) put out `model`, `clip` and `vae`;
+    PromptPair -> Attention Replace -> Local Blend -> KSampler (`sampler`: its settings; `positive` its
+    conditioning, PromptPair's by default) -> VAE Decode -> Save. `swap`: the source word and the target
+    word in the prompt "a cat riding a <word> in a park, photo"."""
+    source, target = swap
+    return {
+        **loaders,
         "pair": node(
             "PromptPair",
-            clip=["loader", 1],
-            source="a cat riding a bicycle in a park, photo",
-            target="a cat riding a motorcycle in a park, photo",
+            clip=clip,
+            source=f"a cat riding a {source} in a park, photo",
+            target=f"a cat riding a {target} in a park, photo",
         ),
-        "negative": node("CLIPTextEncode", "Negative prompt", clip=["loader", 1], text="blurry, lowres"),
-        "latent": node("EmptyLatentImage", width=1024, height=1024, batch_size=1),
-        "swap": node("AttentionReplace", model=["loader", 0], prompts=["pair", 1], cross_replace=0.7, self_replace=0.4),
+        "negative": node("CLIPTextEncode", "Negative prompt", clip=clip, text="blurry, lowres"),
+        "latent": latent,
+        "swap": node("AttentionReplace", model=model, prompts=["pair", 1], cross_replace=0.7, self_replace=0.4),
         "edit": node(
             "LocalBlend",
             model=["swap", 0],
             prompts=["pair", 1],
-            source_words="bicycle",
-            target_words="motorcycle",
+            source_words=source,
+            target_words=target,
             threshold=0.3,
         ),
         "sampler": node(
             "KSampler",
             model=["edit", 0],
-            positive=["pair", 0],
+            positive=positive or ["pair", 0],
             negative=["negative", 0],
             latent_image=["latent", 0],
             seed=42,
-            steps=30,
-            cfg=7.0,
-            sampler_name="dpmpp_2m",
-            scheduler="karras",
+            **sampler,
             denoise=1.0,
         ),
-        "decode": node("VAEDecode", samples=["sampler", 0], vae=["loader", 2]),
-        "save": node("SaveImage", "Save (source, then target)", images=["decode", 0], filename_prefix="p2p_sdxl"),
+        "decode": node("VAEDecode", samples=["sampler", 0], vae=vae),
+        "save": node("SaveImage", "Save (source, then target)", images=["decode", 0], filename_prefix="p2p"),
     }
+
+
+def sdxl_spec() -> Spec:
+    nodes = checkpoint_blend_nodes(
+        {"loader": node("CheckpointLoaderSimple", ckpt_name="sd_xl_base_1.0.safetensors")},
+        ["loader", 0],
+        ["loader", 1],
+        ["loader", 2],
+        node("EmptyLatentImage", width=1024, height=1024, batch_size=1),
+        {"steps": 30, "cfg": 7.0, "sampler_name": "dpmpp_2m", "scheduler": "karras"},
+        ("bicycle", "motorcycle"),
+    )
+    nodes["save"]["inputs"]["filename_prefix"] = "p2p_sdxl"
     return Spec(
         "SDXL word swap with local blend",
         nodes,
@@ -479,6 +505,72 @@ def sdxl_spec() -> Spec:
                 "Load Checkpoint (e.g. sd_xl_base_1.0.safetensors); 1024x1024.",
                 (0, -240),
                 (700, 180),
+            )
+        ],
+    )
+
+
+def flux_spec() -> Spec:
+    nodes = checkpoint_blend_nodes(
+        {
+            "loader": node("UNETLoader", unet_name="flux1-dev.safetensors", weight_dtype="default"),
+            "text": node(
+                "DualCLIPLoader", clip_name1="clip_l.safetensors", clip_name2="t5xxl_fp16.safetensors", type="flux"
+            ),
+            "vae": node("VAELoader", vae_name="ae.safetensors"),
+            "guidance": node("FluxGuidance", conditioning=["pair", 0], guidance=3.5),
+        },
+        ["loader", 0],
+        ["text", 0],
+        ["vae", 0],
+        node("EmptySD3LatentImage", width=1024, height=1024, batch_size=1),
+        {"steps": 20, "cfg": 1.0, "sampler_name": "euler", "scheduler": "simple"},
+        ("bicycle", "motorcycle"),
+        positive=["guidance", 0],
+    )
+    nodes["save"]["inputs"]["filename_prefix"] = "p2p_flux"
+    return Spec(
+        "Flux.1 word swap with local blend",
+        nodes,
+        place(loader=(0, 0), text=(0, 160), vae=(0, 340), guidance=(780, 560), swap=(780, 0), edit=(780, 340)),
+        [
+            (
+                "**Flux.1 dev** (or schnell: 4 steps): the same nodes edit Flux's joint attention (the target's "
+                "image tokens take the source's queries and keys in the early blocks). Load Diffusion Model: a "
+                "Flux.1 checkpoint in models/diffusion_models (e.g. flux1-dev.safetensors); DualCLIPLoader: "
+                "clip_l.safetensors and t5xxl_fp16.safetensors (models/text_encoders), type flux; Load VAE: "
+                "ae.safetensors. Flux is guidance-distilled: cfg 1, the guidance in Flux Guidance; 1024x1024.",
+                (0, -260),
+                (700, 200),
+            )
+        ],
+    )
+
+
+def sd35_spec() -> Spec:
+    nodes = checkpoint_blend_nodes(
+        {"loader": node("CheckpointLoaderSimple", ckpt_name="sd3.5_medium_incl_clips_t5xxlfp8scaled.safetensors")},
+        ["loader", 0],
+        ["loader", 1],
+        ["loader", 2],
+        node("EmptySD3LatentImage", width=1024, height=1024, batch_size=1),
+        {"steps": 40, "cfg": 4.5, "sampler_name": "euler", "scheduler": "sgm_uniform"},
+        ("bicycle", "motorcycle"),
+    )
+    nodes["save"]["inputs"]["filename_prefix"] = "p2p_sd35"
+    return Spec(
+        "SD3.5 word swap with local blend",
+        nodes,
+        place(swap=(780, 0), edit=(780, 340)),
+        [
+            (
+                "**SD3.5 medium / large** (and SD3): the same nodes edit the joint attention of the MMDiT blocks "
+                "(the target's image tokens take the source's queries and keys in the early blocks). Pick in Load "
+                "Checkpoint an SD3.5 checkpoint that includes its text encoders (e.g. "
+                "sd3.5_medium_incl_clips_t5xxlfp8scaled.safetensors), or load the model and its CLIP-L, CLIP-G "
+                "and T5 separately; all prompts must fill the same number of 77-token CLIP chunks; 1024x1024.",
+                (0, -260),
+                (700, 200),
             )
         ],
     )

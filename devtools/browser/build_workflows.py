@@ -12,13 +12,14 @@ sets promoted to its node, saved as the frontend publishes one. Rebuild after an
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 import sys
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from PIL import Image, ImageOps
@@ -272,6 +273,8 @@ def specs() -> dict[str, Spec]:
 
     out["p2p_real_image_edit"] = real_image_spec()
     out["p2p_demo_real_image_edit"] = demo_real_image_spec()
+    for name, dit_name in DIT_DEMO_WORKFLOWS.items():
+        out[dit_name] = on_dit_demo(out[name])
     out["p2p_sdxl_word_swap"] = sdxl_spec()
     out["p2p_flux_word_swap"] = flux_spec()
     out["p2p_sd35_word_swap"] = sd35_spec()
@@ -432,6 +435,35 @@ def demo_real_image_spec() -> Spec:
         ],
         REAL_IMAGE_SIZES,
     )
+
+
+DIT_DEMO_MODEL = "dit (SD3-style)"
+"""P2P Demo Model Loader's choice of the demo diffusion transformer."""
+DIT_DEMO_WORKFLOWS = {
+    "p2p_word_swap": "p2p_dit_word_swap",
+    "p2p_refine": "p2p_dit_refine",
+    "p2p_reweight_fader": "p2p_dit_reweight_fader",
+    "p2p_local_blend": "p2p_dit_local_blend",
+    "p2p_attention_maps": "p2p_dit_attention_maps",
+    "p2p_demo_real_image_edit": "p2p_dit_real_image_edit",
+}
+"""The demo workflows shipped a second time on the demo DiT, and the names of the DiT ones."""
+DIT_NOTE = (
+    "**On the demo DiT** (P2P Demo Model Loader, model: dit): the same graph on the pack's small SD3-style "
+    "diffusion transformer (ComfyUI's own MMDiT class, joint attention over text and image tokens, as Flux and "
+    "SD3 work). There the target's image tokens take the source's queries and keys in the early blocks for the "
+    "first `cross_replace` of the steps; `self_replace` has no role. For Flux.1 or SD3.5 checkpoints open "
+    "`p2p_flux_word_swap` or `p2p_sd35_word_swap`.\n\n"
+)
+
+
+def on_dit_demo(spec: Spec) -> Spec:
+    """The demo-model workflow `spec` on the demo DiT: its loader set to the DiT, its note saying so."""
+    nodes = copy.deepcopy(spec.nodes)
+    for loader in (n for n in nodes.values() if n["class_type"] == "P2PDemoModelLoader"):
+        loader["inputs"]["model"] = DIT_DEMO_MODEL
+    (text, at, size), *other = spec.notes
+    return replace(spec, title=f"DiT demo: {spec.title}", nodes=nodes, notes=[(DIT_NOTE + text, at, size), *other])
 
 
 def checkpoint_blend_nodes(

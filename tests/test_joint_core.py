@@ -5,7 +5,7 @@ import torch
 
 from p2p_core.attention import RowLayout
 from p2p_core.joint import JointLayout, JointTerms, fused_joint_attention, reference_joint_attention
-from p2p_core.joint_maps import image_text_maps, word_columns
+from p2p_core.joint_maps import image_text_maps, reference_image_text_maps, word_columns
 from p2p_core.joint_plan import JointPlan
 from p2p_core.schedules import Window
 
@@ -124,6 +124,7 @@ def test_word_maps_equal_the_full_softmax_sliced(tokens, many):
     )
     assert maps.shape == (3, len(words[0]), IMAGE)
     assert relative_error(maps, expected) < 1e-5
+    assert relative_error(reference_image_text_maps(q, k, tokens, columns), expected) < 1e-5
     shared = image_text_maps(q, k, sdpa, tokens, columns[0])  # one set of words for every row
     assert relative_error(shared[0], expected[0]) < 1e-5
 

@@ -30,6 +30,7 @@ from typing import Any
 
 import torch
 
+from ..p2p_core.attention import Attend
 from ..p2p_core.edits import EditPlan
 from ..p2p_core.joint import JointLayout, fused_joint_attention, reference_joint_attention
 from ..p2p_core.joint_maps import JointMapCall
@@ -169,7 +170,7 @@ class JointAttentionPatch:
         run: EditRun,
         q: torch.Tensor,
         k: torch.Tensor,
-        attend: Any,
+        attend: Attend | None,
         layout: JointLayout,
         grid: tuple[int, int] | None,
         step: tuple[int, int],

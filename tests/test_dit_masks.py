@@ -1,7 +1,7 @@
 """LocalBlend, AttentionMapRecorder and AttentionMaskExtract on the joint-attention families in the real host
-(test_dit.py's tiny Flux.1 and SD3 of ComfyUI's own classes, real tokenizers): the image->text maps of the chosen
-blocks, fused == explicit reference; the blend keeps the source outside its mask; masks at the image's size that
-follow the word; a plain model's heat maps; named errors."""
+(test_dit.py's tiny Flux.1, SD3 and SD3.5 medium of ComfyUI's own classes, real tokenizers): the image->text maps
+of the chosen blocks, fused == explicit reference; the blend keeps the source outside its mask; masks at the
+image's size that follow the word; a plain model's heat maps; named errors."""
 
 import pytest
 import torch
@@ -35,7 +35,7 @@ def recorded_maps(comfy, family: str, reference: bool) -> torch.Tensor:
     return record.maps
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", [*FAMILIES, "sd35_medium"])
 def test_joint_word_maps_equal_the_explicit_softmax_reference(comfy, family):
     fused, reference = recorded_maps(comfy, family, False), recorded_maps(comfy, family, True)
     assert fused.shape[-2:] == (4, 4)  # the image token grid: latent / 2 per side

@@ -7,6 +7,8 @@ one sum per prompt position, [R, L, h*w] (R prompts, L positions of the longest 
 map per layer or per step: `average()` is the mean over heads, layers and every model call of
 the run so far (the paper's local blend reads the same running average of its attention store).
 Word maps are sums over the word's positions (a word split into several tokens, or a phrase).
+On a diffusion transformer (Flux, SD3) the same recorder sums the image->text maps of a few chosen
+joint-attention blocks, on the image token grid, whatever its factor.
 
 The recorder sees each call as a `CrossObservation`: the call's image positions (a grid h x w, at a
 downsampling `factor` against the latent) and a `maps()` that gives their attention on every prompt

@@ -83,12 +83,14 @@ def add_observer(model, prompts: PromptSet, observer):
     """A clone of `model` whose cross-attention layers report to `observer` (see EditState.observers).
 
     On a model without a P2P edit, the patches go on with an empty plan: nothing is edited, the
-    maps are still observed (a plain generation's heat maps)."""
-    if any(isinstance(family, JointAttention) and family.sites(model) for family in FAMILIES):
-        raise UserError(
-            "LocalBlend, AttentionMapRecorder and AttentionMaskExtract do not support "
-            f"joint-attention models ({model_family(model)}) yet; the edit nodes do"
-        )
+    maps are still observed (a plain generation's heat maps). UNet models and the joint-attention
+    families with `records_maps` (Flux, SD3) are observed; another family is refused by name."""
+    for family in FAMILIES:
+        if isinstance(family, JointAttention) and not family.records_maps and family.sites(model):
+            raise UserError(
+                "LocalBlend, AttentionMapRecorder and AttentionMaskExtract do not support "
+                f"{family.name} models ({model_family(model)}) yet; the edit nodes do"
+            )
     state = edit_state(model)
     if state is None:
         model = apply_edit(model, prompts, EditPlan((), Window(0.0, 0.0)))

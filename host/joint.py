@@ -16,6 +16,11 @@ and k take the source's in the blocks the family picks for `self_layers`, while 
 `cross_start`) covers the step; the re-weight factors of the target's text positions (Flux: T5; SD3: its
 CLIP and its T5 part) scale its image->text weights in that window. No token mapper: AttentionReplace and
 AttentionRefine edit alike; `self_replace` has no role.
+
+The map observers (LocalBlend's and AttentionMapRecorder's recorders, EditState.observers) see the calls of
+the blocks the family chose for maps (`observed`), before the edit: a p2p_core/joint_maps.py JointMapCall,
+the image->text maps of the prompts' word positions on the image token grid (`IMAGE_GRID_KEY`, recorded by
+the family's hook), by the host's kernel, or by explicit softmax on the reference path.
 """
 
 from __future__ import annotations
@@ -25,8 +30,10 @@ from typing import Any
 
 import torch
 
+from ..p2p_core.attention import Attend
 from ..p2p_core.edits import EditPlan
 from ..p2p_core.joint import JointLayout, fused_joint_attention, reference_joint_attention
+from ..p2p_core.joint_maps import JointMapCall
 from ..p2p_core.joint_plan import Block, JointPlan
 from ..p2p_core.schedules import Window
 from .errors import UserError
@@ -40,6 +47,8 @@ TEXT_TOKENS_KEY = "p2p_text_tokens"
 IMAGE_TOKENS_KEY = "p2p_image_tokens"
 """`transformer_options` key of the image token count of the joint calls, where the family's hook records it
 (SD3's block wrapper); absent, any call longer than the text is taken for a joint call (Flux)."""
+IMAGE_GRID_KEY = "p2p_image_grid"
+"""`transformer_options` key of the (h, w) grid of the model call's image tokens (set by the family's hook)."""
 KIND = "joint"
 """The one kind of attention the joint families patch: every joint call of their blocks."""
 
@@ -85,11 +94,15 @@ class JointAttentionPatch:
     """The `optimized_attention_override` of a joint-attention model clone: edits the calls of a P2P run,
     hands every other call (and the kernel calls of the edit) to the override it wraps, or the kernel."""
 
-    def __init__(self, plan: JointPlan, flipped: frozenset[Block], inner: Any = None) -> None:
+    def __init__(
+        self, plan: JointPlan, flipped: frozenset[Block], inner: Any = None, observed: frozenset[Block] = frozenset()
+    ) -> None:
         self.plan = plan
         self.flipped = flipped
         """Blocks whose calls hold [image, text] (Flux's `flipped_img_txt`); every other call is [text, image]."""
         self.inner = inner
+        self.observed = observed
+        """Blocks whose calls the map observers see (the family's `map_blocks`; empty without observers)."""
         self._by_text: dict[int, JointPlan] = {}
 
     def plan_for(self, text: int) -> JointPlan:
@@ -120,26 +133,55 @@ class JointAttentionPatch:
             return kernel(*args, **kwargs)  # not a joint call over the context and the image
         starts = cond_chunk_starts(options, q.shape[0], run.state.prompts.rows)
         run.count(KIND, starts, q.shape[0])
-        if not starts or not self.plan.targets:
-            return kernel(*args, **kwargs)
         block = (options.get("block_type"), options.get("block_index"))
+        observe = bool(starts) and block in self.observed and bool(run.state.observers)
+        if not observe and (not starts or not self.plan.targets):
+            return kernel(*args, **kwargs)
         step = run.step(options)
         plan = self.plan_for(text)
-        terms = plan.terms(block, *step, text, q.device, q.dtype)
-        if terms is None:
+        terms = plan.terms(block, *step, text, q.device, q.dtype) if self.plan.targets else None
+        if terms is None and not observe:
             return kernel(*args, **kwargs)
         if not heads_first:  # [B, N, H*D] (SD3's v: [B, N, H, D]) -> [B, H, N, D]
             q, k, v = (t.reshape(*t.shape[:2], heads, -1).transpose(1, 2) for t in (q, k, v))
         layout = JointLayout.of_call(tokens, text, text_first=block not in self.flipped)
-        rows = row_layout(tuple(starts), plan.targets)
         kernel_kwargs = {**kwargs, "skip_reshape": True, "skip_output_reshape": False}
         kernel_kwargs.pop("heads", None)
+
+        def attend(q_: torch.Tensor, k_: torch.Tensor, v_: torch.Tensor) -> torch.Tensor:
+            return kernel(q_, k_, v_, heads, *args[4:], **kernel_kwargs)
+
+        if observe:
+            reference = run.state.reference
+            self.observe(run, q, k, None if reference else attend, layout, options.get(IMAGE_GRID_KEY), step, starts)
+        if terms is None:  # observed only: the call as it was
+            return kernel(*args, **kwargs)
+        rows = row_layout(tuple(starts), plan.targets)
         if run.state.reference:
             out = reference_joint_attention(q, k, v, rows, layout, terms).to(q.dtype)
         else:
-            out = fused_joint_attention(
-                q, k, v, lambda q_, k_, v_: kernel(q_, k_, v_, heads, *args[4:], **kernel_kwargs), rows, layout, terms
-            )
+            out = fused_joint_attention(q, k, v, attend, rows, layout, terms)
         if kwargs.get("skip_output_reshape", False):
             return out.unflatten(-1, (heads, -1)).transpose(1, 2)
         return out
+
+    @staticmethod
+    def observe(
+        run: EditRun,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        attend: Attend | None,
+        layout: JointLayout,
+        grid: tuple[int, int] | None,
+        step: tuple[int, int],
+        starts: list[int],
+    ) -> None:
+        """Hand the run's map observers this call (q, k [B, H, N, D], before the edit; `starts` its conditional
+        chunks' first rows) as a JointMapCall; attend None: the explicit reference. A call whose image tokens
+        are not the model call's grid (no grid recorded, or extra image tokens) is not observed."""
+        if grid is None or grid[0] * grid[1] != layout.image:
+            return
+        state = run.state
+        call = JointMapCall(q, k, attend, layout, state.prompts, tuple(grid), step, starts)
+        for observer in state.observers:
+            observer.observe_cross(call)

@@ -10,6 +10,10 @@ transformer options of each sampling run of the edit; what differs by family is 
   transformer options and runs the block (or the replace another pack put on that key, which it wraps).
   The image count lets the override tell the joint call from the image-only second call of an MMDiT-X
   block (`x_block_self_attn`), which it leaves as it is.
+
+With map observers (LocalBlend, AttentionMapRecorder), both families also record the grid of the image
+tokens of each model call (`record_image_grid`, an APPLY_MODEL wrapper: the latent's side over the
+model's patch size) and name the blocks whose image->text maps the observers average (`map_blocks`).
 """
 
 from __future__ import annotations
@@ -24,11 +28,21 @@ from comfy.ldm.flux.model import Flux
 from comfy.ldm.modules.diffusionmodules.mmdit import MMDiT
 
 from ..p2p_core.joint_plan import Block
-from .joint import IMAGE_TOKENS_KEY, KIND, OVERRIDE_KEY, TEXT_TOKENS_KEY, JointAttentionPatch, joint_plan
+from .joint import (
+    IMAGE_GRID_KEY,
+    IMAGE_TOKENS_KEY,
+    KIND,
+    OVERRIDE_KEY,
+    TEXT_TOKENS_KEY,
+    JointAttentionPatch,
+    joint_plan,
+)
 from .state import STATE_KEY
 
 WRAPPER_KEY = "prompt_to_prompt_joint"
 """The key of `record_text_tokens` among a run's DIFFUSION_MODEL wrappers."""
+MAP_BLOCKS = 5
+"""How many blocks' image->text maps the map observers average (Shin et al. 2025 average five blocks)."""
 DIT_BLOCK = "double_block"
 """The first part of the `patches_replace["dit"]` key of SD3's joint block i: ("double_block", i)."""
 
@@ -46,6 +60,9 @@ class JointAttention:
 
     name: str
     kinds: dict[str, str]
+    records_maps = True
+    """Whether LocalBlend, AttentionMapRecorder and AttentionMaskExtract work on the family (host/edit.py
+    add_observer refuses a family without, by name)."""
 
     def sites(self, model) -> list[JointSite]:
         """The model's joint-attention sites, in the order its blocks run (none for a model of another family)."""
@@ -60,17 +77,46 @@ class JointAttention:
         """Put the hook that records each call's block and token counts in `options` (changed dicts copied)."""
         raise NotImplementedError
 
+    def map_blocks(self, sites: list[JointSite]) -> frozenset[Block]:
+        """The blocks whose image->text maps the map observers average: the MAP_BLOCKS blocks around the
+        middle of the model, in the order its blocks run (all of them on a model of fewer). Shin et al. 2025
+        find MM-DiT's maps noisy, and average a few blocks (five) and smooth them; the first blocks' maps
+        have not yet found the objects, the last ones attend to detail, the middle ones mark the words'
+        regions (Flux.1: single blocks 7-11 of 19 double + 38 single; SD3 medium: joint blocks 9-13 of 24)."""
+        first = max(0, (len(sites) - MAP_BLOCKS) // 2)
+        return frozenset(site.block for site in sites[first : first + MAP_BLOCKS])
+
     def install(self, options: dict, sites: list[JointSite]) -> None:
         """Put the JointAttentionPatch, as the attention override, and the family's hooks in `options`, the
         transformer options of one sampling run (the dicts it changes are replaced by copies, the model's own
         stay as they are). The patch wraps the override ComfyUI would call without the pack (another pack's)."""
         existing = options.get(OVERRIDE_KEY)
         inner = existing.inner if isinstance(existing, JointAttentionPatch) else existing
-        edit = options[STATE_KEY].plan
-        plan = joint_plan(edit, self.injected_blocks(sites, edit.self_min_factor))
+        state = options[STATE_KEY]
+        plan = joint_plan(state.plan, self.injected_blocks(sites, state.plan.self_min_factor))
         flipped = frozenset(site.block for site in sites if not site.text_first)
-        options[OVERRIDE_KEY] = JointAttentionPatch(plan, flipped, inner)
+        observed = self.map_blocks(sites) if state.observers else frozenset()
+        options[OVERRIDE_KEY] = JointAttentionPatch(plan, flipped, inner, observed)
         self.install_hooks(options, sites)
+        if observed:
+            wrappers = dict(options.get("wrappers", {}))
+            apply_wrappers = dict(wrappers.get(comfy.patcher_extension.WrappersMP.APPLY_MODEL, {}))
+            apply_wrappers[WRAPPER_KEY] = [record_image_grid]
+            wrappers[comfy.patcher_extension.WrappersMP.APPLY_MODEL] = apply_wrappers
+            options["wrappers"] = wrappers
+
+
+def record_image_grid(executor: Any, *args: Any, **kwargs: Any) -> torch.Tensor:
+    """The map observers' APPLY_MODEL wrapper: puts the grid of the image tokens of this model call, (h, w) =
+    (ceil(H / p), ceil(W / p)) for a latent [B, C, H, W] and the diffusion model's patch size p (Flux and
+    SD3 pad the latent to whole patches), in the call's `transformer_options`, then runs the model."""
+    bound = inspect.signature(executor.original).bind(*args, **kwargs).arguments  # once per model call
+    options = bound.get("transformer_options")
+    patch = executor.class_obj.diffusion_model.patch_size
+    if options is not None:
+        height, width = bound["x"].shape[-2:]
+        options[IMAGE_GRID_KEY] = (math.ceil(height / patch), math.ceil(width / patch))
+    return executor(*args, **kwargs)
 
 
 def record_text_tokens(executor: Any, *args: Any, **kwargs: Any) -> torch.Tensor:

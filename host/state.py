@@ -28,9 +28,10 @@ class EditState:
     """The model's attention sites of that family, found when the edit went on the model."""
     reference: bool = False
     observers: tuple = ()
-    """Objects with `observe_cross(q, k, heads, latent_grid, step, chunk_starts)` (p2p_core.maps.MapRecorder),
-    called by every cross-attention layer before the edit (local blend and mask recorders). Shared, not
-    copied, when the model is cloned."""
+    """Objects with `observe_cross(call)` (p2p_core.maps.MapRecorder; `call` a p2p_core.maps.CrossObservation),
+    called before the edit by every UNet cross-attention layer and by the family's chosen joint-attention
+    blocks of a diffusion transformer (local blend and mask recorders). Shared, not copied, when the model is
+    cloned."""
 
     def __deepcopy__(self, memo: dict) -> EditState:
         return self  # immutable; ComfyUI deep-copies model_options on every clone, the observers must stay shared

@@ -32,7 +32,7 @@ from ..p2p_core.attention import (
     self_call,
 )
 from ..p2p_core.edits import CrossTerms
-from ..p2p_core.maps import layer_grid
+from ..p2p_core.maps import CrossCallMaps, layer_grid
 from .state import RUN_KEY, EditRun
 
 KINDS = {"attn1": "self-attention (attn1)", "attn2": "cross-attention (attn2)"}
@@ -128,9 +128,11 @@ class AttentionPatch:
         step = run.step(options)
         latent = options.get("original_shape")
         latent_grid = tuple(latent[-2:]) if latent else None
-        if self.kind == "attn2" and state.observers:
+        if self.kind == "attn2" and state.observers and (grid := layer_grid(latent_grid, q.shape[1])) is not None:
+            factor, h, w = grid
+            call = CrossCallMaps(q, k, options["n_heads"], state.prompts, factor, (h, w), step, starts)
             for observer in state.observers:
-                observer.observe_cross(q, k, options["n_heads"], latent_grid, step, starts)
+                observer.observe_cross(call)
         if not starts or not state.plan.targets:
             return None
         layout = row_layout(tuple(starts), state.prompts.rows - 1)

@@ -25,8 +25,9 @@ class AttentionMapRecorder(ResolutionChoice, io.ComfyNode):
             category=CATEGORY,
             description=(
                 "Records where every word of the prompts lands while the model samples (averaged cross-attention "
-                "maps at one resolution), for Attention Mask Extract. Works on a plain model too (no edit). Not "
-                "needed after Local Blend, which records the same maps."
+                "maps at one resolution; on Flux and SD3 the image->text part of the joint attention), for Attention "
+                "Mask Extract. Works on a plain model too (no edit). Not needed after Local Blend, which records the "
+                "same maps."
             ),
             inputs=[
                 io.Model.Input("model", tooltip="The model, plain or patched by P2P nodes; it is cloned."),
@@ -88,7 +89,7 @@ class AttentionMaskExtract(io.ComfyNode):
                     min=1,
                     max=64,
                     optional=True,
-                    tooltip="Image pixels per latent pixel (8 for the SD1.x, SD2.x and SDXL VAEs).",
+                    tooltip="Image pixels per latent pixel (8 for the SD1.x, SD2.x, SDXL, Flux and SD3 VAEs).",
                 ),
                 io.Image.Input(
                     "images", optional=True, tooltip="The decoded samples, to draw the heat maps over (optional)."

@@ -151,7 +151,9 @@ def resolution_input() -> io.Combo.Input:
             "Which cross-attention layers the maps come from, by their size against the image. The paper uses "
             "1/32 (16x16 at 512 px, 32x32 at 1024 px): coarse but reliable. Finer maps follow edges more closely "
             "and are noisier; a model without layers at that size says so when it samples "
-            f"({_described(RESOLUTION_LABELS)})."
+            f"({_described(RESOLUTION_LABELS)}). Flux and SD3 have one grid, their image tokens (1/16 of the image "
+            "side), whatever this says: the maps there are the image->text part of the joint attention of five "
+            "blocks around the middle of the model, averaged and smoothed (as Shin et al. 2025)."
         ),
     )
 

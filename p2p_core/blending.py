@@ -30,6 +30,17 @@ def word_masks(maps: torch.Tensor, size: tuple[int, int], threshold: float) -> t
     return F.interpolate(pooled, size=size, mode="bilinear", align_corners=False)[:, 0] > threshold
 
 
+def gaussian_smooth(maps: torch.Tensor, sigma: float) -> torch.Tensor:
+    """[N, h, w] -> [N, h, w]: each map convolved with a normalised 3x3 Gaussian of `sigma` positions,
+    g(d) = exp(-d^2 / (2 sigma^2)) / sum (edges replicated, so a map's total and its border keep their level)."""
+    offsets = torch.tensor([-1.0, 0.0, 1.0], device=maps.device)
+    weights = torch.exp(-(offsets**2) / (2 * sigma**2))
+    kernel = torch.outer(weights, weights)
+    kernel = (kernel / kernel.sum())[None, None]
+    padded = F.pad(maps[:, None].float(), (1, 1, 1, 1), mode="replicate")
+    return F.conv2d(padded, kernel)[:, 0]
+
+
 OWN_MASK_MODES = ("replace", "union", "intersect")
 """How a mask of the user's own meets the words' mask: instead of it, united with it, intersected with it."""
 

@@ -14,16 +14,29 @@ so one call of the host's kernel on the image queries, with the words' columns U
 softmax over the whole row (and its key mask, if it carries one), no map formed, the cost of one
 attention call.
 Shapes: q, k [B, H, N, D] as in joint.py; the result [B, W, image] in float32, the mean over heads.
+`reference_image_text_maps` is the same on the explicit map softmax(Q K^T / sqrt(D)) (the tests' reference).
+
+`JointMapCall` is one joint call as the map recorders (maps.py `CrossObservation`) see it: the maps of
+every word position of each row's prompt (its positions with a word; start, end and padding tokens left
+at 0), on the image token grid, smoothed by a small Gaussian (Shin et al. 2025 smooth the noisy maps of
+MM-DiT blocks), for the blocks the host's family chose.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 
 from .attention import Attend
+from .blending import gaussian_smooth
 from .joint import JointLayout
+from .tokens import PromptSet
+
+SMOOTHING_SIGMA = 0.5
+"""Sigma, in image tokens, of the 3x3 Gaussian each call's maps are smoothed with (blending.gaussian_smooth):
+a light smoothing of the token grid's noise, before the averaging over blocks and steps."""
 
 
 def word_columns(words: Sequence[Sequence[int]], text: int) -> torch.Tensor:
@@ -64,3 +77,72 @@ def image_text_maps(
         probs = attend(queries, k, values).unflatten(-1, (heads, dim))  # [B, image, H, D]
         out[:, first : first + group.shape[-1]] = probs[..., : group.shape[-1]].float().mean(2).transpose(1, 2)
     return out
+
+
+def reference_image_text_maps(
+    q: torch.Tensor, k: torch.Tensor, tokens: JointLayout, columns: torch.Tensor
+) -> torch.Tensor:
+    """image_text_maps on the explicit map: P = softmax(Q[img] K^T / sqrt(D)) over all N keys in float32,
+    [B, H, image, N], then maps[b, w, i] = mean_h sum_j columns[b, w, j] P[b, h, i, txt_j]: [B, W, image]."""
+    batch, heads, _, dim = q.shape
+    queries = q[:, :, tokens.image_slice].float() * dim**-0.5
+    probs = torch.softmax(queries @ k.float().transpose(-1, -2), dim=-1)[..., tokens.text_slice]
+    per_row = columns.to(probs).expand(batch, columns.shape[-2], tokens.text)
+    return torch.einsum("bhit,bwt->bwi", probs, per_row) / heads
+
+
+@dataclass(frozen=True)
+class JointMapCall:
+    """One joint-attention call as a maps.py CrossObservation: the image->text maps of each row's word
+    positions, from q, k [B, H, N, D] (before the edit) with `tokens`' layout, the image tokens on `grid`
+    (h, w; h * w = tokens.image). attend: the host's kernel (image_text_maps); None: the explicit
+    reference (reference_image_text_maps). A prompt position p is every text token j with j % length = p
+    (a context repeated to a common length)."""
+
+    q: torch.Tensor
+    k: torch.Tensor
+    attend: Attend | None
+    tokens: JointLayout
+    prompts: PromptSet
+    grid: tuple[int, int]
+    step: tuple[int, int]
+    chunk_starts: list[int]
+    factor: None = None
+    """A diffusion transformer has one grid: every map resolution takes it."""
+
+    def columns(self) -> tuple[list[list[int]], torch.Tensor]:
+        """(per row, its prompt's word positions; columns [R, W, text]: 1 where text token j repeats row r's
+        w-th word position, W the most word positions of a row). ValueError when the call's text is not a
+        whole number of a prompt's repeats."""
+        positions = [[p for p, word in enumerate(prompt.token_words) if word >= 0] for prompt in self.prompts.all]
+        text = self.tokens.text
+        columns = torch.zeros((self.prompts.rows, max(map(len, positions)), text), device=self.q.device)
+        for row, (prompt, found) in enumerate(zip(self.prompts.all, positions, strict=True)):
+            if text % prompt.length:
+                raise ValueError(
+                    f"the joint call has {text} text tokens, not a multiple of the prompt's {prompt.length}"
+                )
+            if found:
+                keys = torch.arange(text, device=self.q.device) % prompt.length
+                columns[row, : len(found)] = (keys[None] == torch.tensor(found, device=keys.device)[:, None]).float()
+        return positions, columns
+
+    def maps(self) -> torch.Tensor:
+        """[R, L, h*w] float32 (see CrossObservation.maps); 0 at the positions of no word."""
+        rows, (h, w) = self.prompts.rows, self.grid
+        out = torch.zeros((rows, max(p.length for p in self.prompts.all), h * w), device=self.q.device)
+        positions, columns = self.columns()
+        words = columns.shape[1]
+        if words == 0:
+            return out
+        index = torch.tensor([start + r for start in self.chunk_starts for r in range(rows)], device=self.q.device)
+        q, k, chunked = self.q[index], self.k[index], columns.repeat(len(self.chunk_starts), 1, 1)
+        if self.attend is None:
+            maps = reference_image_text_maps(q, k, self.tokens, chunked)
+        else:
+            maps = image_text_maps(q, k, self.attend, self.tokens, chunked)
+        maps = maps.reshape(len(self.chunk_starts), rows * words, h, w).sum(0)  # [R * W, h, w]
+        maps = gaussian_smooth(maps, SMOOTHING_SIGMA).reshape(rows, words, h * w)
+        for row, found in enumerate(positions):
+            out[row, found] = maps[row, : len(found)]
+        return out

@@ -7,16 +7,23 @@ one sum per prompt position, [R, L, h*w] (R prompts, L positions of the longest 
 map per layer or per step: `average()` is the mean over heads, layers and every model call of
 the run so far (the paper's local blend reads the same running average of its attention store).
 Word maps are sums over the word's positions (a word split into several tokens, or a phrase).
+On a diffusion transformer (Flux, SD3) the same recorder sums the image->text maps of a few chosen
+joint-attention blocks, on the image token grid, whatever its factor.
 
-Shapes: q [B, Nq, H*D], k [B, Nk, H*D] as a host's cross-attention sees them (H heads), on a latent grid
-(H_lat, W_lat); the batch is made of chunks of R rows (source, then targets), `chunk_starts` naming the
-conditional chunks.
+The recorder sees each call as a `CrossObservation`: the call's image positions (a grid h x w, at a
+downsampling `factor` against the latent) and a `maps()` that gives their attention on every prompt
+position, [R, L, h*w]. The UNet's cross-attention calls are `CrossCallMaps` (below: q [B, Nq, H*D],
+k [B, Nk, H*D] as a host's cross-attention sees them, H heads); a joint-attention call of a diffusion
+transformer is p2p_core/joint_maps.py `JointMapCall` (the image->text part of its attention, on the image
+token grid, the model's only one: factor None). The batch is made of chunks of R rows (source, then
+targets), `chunk_starts` naming the conditional chunks.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 
@@ -76,6 +83,51 @@ def fold_positions(maps: torch.Tensor, length: int) -> torch.Tensor:
     return maps.reshape(*maps.shape[:-1], keys // length, length).sum(-2)
 
 
+class CrossObservation(Protocol):
+    """One attention call of the conditional rows, as the map observers (MapRecorder) see it."""
+
+    grid: tuple[int, int]
+    """(h, w): the call's image positions (its queries), row by row."""
+    factor: int | None
+    """The grid's downsampling against the latent (UNet levels 1, 2, 4, 8); None for a model with one grid
+    (a diffusion transformer's image tokens), which every map resolution takes."""
+    step: tuple[int, int]
+    """(step, steps) of the sampler."""
+    chunk_starts: list[int]
+    """The first batch row of each conditional chunk of the call (its source row)."""
+
+    def maps(self) -> torch.Tensor:
+        """[R, L, h*w] float32 (L: the longest prompt's length): the attention of every image position on
+        every prompt position (key j of the call is position j % the prompt's length: the repeats summed),
+        averaged over heads, summed over the conditional chunks."""
+
+
+@dataclass(frozen=True)
+class CrossCallMaps:
+    """A UNet cross-attention call as a CrossObservation: q [B, Nq, H*D], k [B, Nk, H*D] with `heads` heads,
+    Nq = h * w queries at `factor` (layer_grid); maps by explicit softmax (head_mean_maps)."""
+
+    q: torch.Tensor
+    k: torch.Tensor
+    heads: int
+    prompts: PromptSet
+    factor: int
+    grid: tuple[int, int]
+    step: tuple[int, int]
+    chunk_starts: list[int]
+
+    def maps(self) -> torch.Tensor:
+        rows = self.prompts.rows
+        index = torch.tensor([start + r for start in self.chunk_starts for r in range(rows)], device=self.q.device)
+        maps = head_mean_maps(self.q[index], self.k[index], self.heads)
+        maps = maps.reshape(len(self.chunk_starts), rows, *maps.shape[1:]).sum(0)  # [R, Nq, Nk]
+        longest = max(p.length for p in self.prompts.all)
+        out = torch.zeros((rows, longest, maps.shape[1]), device=self.q.device, dtype=torch.float32)
+        for row, prompt in enumerate(self.prompts.all):
+            out[row, : prompt.length] = fold_positions(maps[row], prompt.length).T
+        return out
+
+
 @dataclass(frozen=True)
 class MapRecord:
     """One finished sampling run: its output latent [R, C, H, W] (CPU) and its maps [R, L, h, w] (CPU)."""
@@ -106,38 +158,22 @@ class MapRecorder:
         self._grid: tuple[int, int] = (0, 0)
         self.seen_factors: set[int] = set()
 
-    def observe_cross(
-        self,
-        q: torch.Tensor,
-        k: torch.Tensor,
-        heads: int,
-        latent_grid: tuple[int, int] | None,
-        step: tuple[int, int],
-        chunk_starts: list[int],
-    ) -> None:
-        """Add one cross-attention call's maps: q [B, Nq, H*D], k [B, Nk, H*D] with `heads` heads, on a
-        latent of `latent_grid` (H_lat, W_lat; None when unknown), at (step, steps)."""
-        if not chunk_starts:
+    def observe_cross(self, call: CrossObservation) -> None:
+        """Add one call's maps (a UNet cross-attention layer's, or a joint-attention block's image->text
+        attention): those of calls at this recorder's factor, or of a model's only grid (factor None)."""
+        if not call.chunk_starts:
             return
-        grid = layer_grid(latent_grid, q.shape[1])
-        if grid is None:
-            return
-        factor, h, w = grid
-        self.seen_factors.add(factor)
-        if factor != self.factor:
-            return
-        rows = self.prompts.rows
-        index = torch.tensor([start + r for start in chunk_starts for r in range(rows)], device=q.device)
-        maps = head_mean_maps(q[index], k[index], heads)
-        maps = maps.reshape(len(chunk_starts), rows, *maps.shape[1:]).sum(0)  # [R, Nq, Nk]
-        longest = max(p.length for p in self.prompts.all)
-        if self._total is None or self._grid != (h, w):
-            self._total = torch.zeros((rows, longest, h * w), device=q.device, dtype=torch.float32)
+        if call.factor is not None:
+            self.seen_factors.add(call.factor)
+            if call.factor != self.factor:
+                return
+        maps = call.maps()
+        if self._total is None or self._grid != call.grid:
+            self._total = torch.zeros_like(maps)
             self._calls = 0
-            self._grid = (h, w)
-        for row, prompt in enumerate(self.prompts.all):
-            self._total[row, : prompt.length] += fold_positions(maps[row], prompt.length).T
-        self._calls += len(chunk_starts)
+            self._grid = call.grid
+        self._total += maps
+        self._calls += len(call.chunk_starts)
 
     def average(self) -> torch.Tensor:
         """[R, L, h, w]: mean over heads, layers and model calls so far. ValueError if no layer was seen."""

@@ -115,9 +115,6 @@ def test_joint_bad_inputs_are_named_and_the_next_prompt_runs(comfy, captured, fa
     scheduled = edit_graph(family=family, edit_inputs={"word_schedule": "car=0.3"}, steps=2)
     with pytest.raises(comfy.GraphError, match="word_schedule: per-word windows do not apply"):
         comfy.run_graph(scheduled)
-    blend = {"source_words": "bicycle", "target_words": "car", "threshold": 0.5}
-    with pytest.raises(comfy.GraphError, match=r"LocalBlend.*do not support joint-attention models \((Flux|SD3) "):
-        comfy.run_graph(edit_graph(family=family, chain=[("LocalBlend", blend)], steps=2))
     other = edit_graph(family=family, steps=2)
     other["other"] = {"class_type": "P2PTestTinyModel", "inputs": {"family": "hunyuan_dit", "seed": 0}}
     other["edit"]["inputs"]["model"] = ["other", 0]

@@ -4,10 +4,12 @@ import pytest
 import torch
 
 from p2p_core.attention import RowLayout
+from p2p_core.blending import gaussian_smooth
 from p2p_core.joint import JointLayout, JointTerms, fused_joint_attention, reference_joint_attention
-from p2p_core.joint_maps import image_text_maps, word_columns
+from p2p_core.joint_maps import SMOOTHING_SIGMA, JointMapCall, image_text_maps, reference_image_text_maps, word_columns
 from p2p_core.joint_plan import JointPlan
 from p2p_core.schedules import Window
+from p2p_core.tokens import PromptSet, PromptTokens
 
 HEADS, DIM = 4, 16
 TEXT, IMAGE = 7, 20
@@ -124,8 +126,32 @@ def test_word_maps_equal_the_full_softmax_sliced(tokens, many):
     )
     assert maps.shape == (3, len(words[0]), IMAGE)
     assert relative_error(maps, expected) < 1e-5
+    assert relative_error(reference_image_text_maps(q, k, tokens, columns), expected) < 1e-5
     shared = image_text_maps(q, k, sdpa, tokens, columns[0])  # one set of words for every row
     assert relative_error(shared[0], expected[0]) < 1e-5
+
+
+@pytest.mark.parametrize("reference", [False, True], ids=["fused", "reference"])
+def test_joint_map_call_gives_each_rows_word_positions_summed_over_repeats(reference):
+    """A prompt of 4 positions (start, two words, end) repeated twice in the call's 8 text tokens; an unconditional
+    chunk (rows 0-1) and a conditional one (rows 2-3) on a 4 x 5 image grid."""
+    positions = (-1, 0, 1, -1)
+    source = PromptTokens("a cat", ("a", "cat"), (0, 1, 5, 2), positions)
+    prompts = PromptSet(source, (PromptTokens("a dog", ("a", "dog"), (0, 1, 6, 2), positions),))
+    tokens = JointLayout(8, 20)
+    g = torch.Generator().manual_seed(3)
+    q, k = (1.5 * torch.randn(4, HEADS, 28, DIM, generator=g) for _ in range(2))
+    call = JointMapCall(q, k, None if reference else sdpa, tokens, prompts, (4, 5), (0, 1), [2])
+    maps = call.maps()
+    full = torch.softmax(q @ k.transpose(-1, -2) * DIM**-0.5, -1).mean(1)[2:, 8:, :8]  # [R, image, text]
+    per_position = full.reshape(2, 20, 2, 4).sum(2).transpose(1, 2)  # key j is position j % 4
+    expected = gaussian_smooth(per_position[:, 1:3].reshape(4, 4, 5), SMOOTHING_SIGMA).reshape(2, 2, 20)
+    assert maps.shape == (2, 4, 20)
+    assert relative_error(maps[:, 1:3], expected) < 1e-5
+    assert bool((maps[:, [0, 3]] == 0).all())  # start and end tokens: no word
+    odd = JointMapCall(q[:, :, 1:], k[:, :, 1:], sdpa, JointLayout(7, 20), prompts, (4, 5), (0, 1), [2])
+    with pytest.raises(ValueError, match="7 text tokens, not a multiple of the prompt's 4"):
+        odd.maps()
 
 
 def test_plan_injects_in_its_blocks_and_window_and_reweights_everywhere():

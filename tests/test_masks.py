@@ -161,7 +161,8 @@ class ReferenceMaps:
         self.total = None
         self.calls = 0
 
-    def observe_cross(self, q, k, heads, latent_grid, step, chunk_starts):
+    def observe_cross(self, call):
+        q, k, heads, chunk_starts = call.q, call.k, call.heads, call.chunk_starts
         if q.shape[1] != self.queries:
             return
         rows = self.prompts.rows

@@ -1,0 +1,101 @@
+"""LocalBlend, AttentionMapRecorder and AttentionMaskExtract on the joint-attention families in the real host
+(test_dit.py's tiny Flux.1, SD3 and SD3.5 medium of ComfyUI's own classes, real tokenizers): the image->text maps
+of the chosen blocks, fused == explicit reference; the blend keeps the source outside its mask; masks at the
+image's size that follow the word; a plain model's heat maps; named errors."""
+
+import pytest
+import torch
+from test_dit import SOURCE, relative
+from test_local_blend import blend_graph, check_blend
+
+from devtools.graphs import add_mask_extract, edit_graph, read_pngs
+
+FAMILIES = ["flux", "sd3"]
+TARGET = "a red cat riding a car"
+THRESHOLD = {"flux": 0.97, "sd3": 0.9}
+"""Near the median of the tiny models' normalised word maps at 128 px (random weights: Flux's are flat), so that
+masks are partial."""
+
+
+def recorded_maps(comfy, family: str, reference: bool) -> torch.Tensor:
+    """The maps [R, L, h, w] an AttentionMapRecorder on the plain tiny `family` model filed after 3 euler steps
+    (64 x 64 px: a latent of 8 x 8, image tokens 4 x 4); `reference`: computed by explicit softmax."""
+    import nodes
+
+    model, clip, _ = comfy.tiny_model(family)
+    cond, prompts = comfy.pack("host.prompts").encode_prompts(clip, SOURCE, [TARGET])
+    negative = nodes.CLIPTextEncode().encode(clip, "")[0]
+    recorder = comfy.pack("p2p_core.maps").MapRecorder(prompts, 4)
+    patched = comfy.pack("host.recording").attach_recorder(model, prompts, recorder)
+    if reference:
+        patched = comfy.pack("host.edit").with_reference_attention(patched)
+    latent = {"samples": torch.zeros(1, 16, 8, 8)}
+    nodes.common_ksampler(patched, 3, 3, 5.0, "euler", "normal", cond, negative, latent)
+    (record,) = recorder.records
+    return record.maps
+
+
+@pytest.mark.parametrize("family", [*FAMILIES, "sd35_medium"])
+def test_joint_word_maps_equal_the_explicit_softmax_reference(comfy, family):
+    fused, reference = recorded_maps(comfy, family, False), recorded_maps(comfy, family, True)
+    assert fused.shape[-2:] == (4, 4)  # the image token grid: latent / 2 per side
+    assert relative(fused, reference) < 1e-4
+    assert fused.std() > 0
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_local_blend_on_joint_models_keeps_the_source_outside_the_mask(comfy, captured, family):
+    graph = blend_graph(family=family, width=128, height=128, steps=3, blend={"threshold": THRESHOLD[family]})
+    outputs = comfy.run_graph(graph, keep_outputs=True)
+    check_blend(outputs, captured["out"])
+
+
+def mask_graph(family: str, words: str) -> dict:
+    """A plain model (no edit) with an AttentionMapRecorder, then the masks and heat maps of `words`."""
+    graph = edit_graph(family=family, target=TARGET, edit=None, chain=[("AttentionMapRecorder", {})], steps=3)
+    add_mask_extract(graph, ["chain0", 0], words, THRESHOLD[family])
+    graph["heat_preview"] = {"class_type": "PreviewImage", "inputs": {"images": ["extract", 1]}}
+    return graph
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_joint_masks_and_heat_maps_of_a_plain_model_follow_the_word(comfy, family):
+    found = {}
+    for words in ("cat", "bicycle, car"):
+        outputs = comfy.run_graph(mask_graph(family, words), keep_outputs=True)
+        found[words] = read_pngs(outputs["mask_preview"]["images"])[..., 0] > 127
+        heat = read_pngs(outputs["heat_preview"]["images"]).float()
+        assert heat.std() > 0
+    cat, vehicle = found["cat"], found["bicycle, car"]
+    assert cat.shape == vehicle.shape == (2, 64, 64)  # the image's size (upscale 8)
+    assert 0 < cat.float().mean() < 1
+    assert not torch.equal(cat, vehicle)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_joint_map_nodes_name_bad_inputs_and_the_next_prompt_runs(comfy, captured, monkeypatch, family):
+    """Unknown words, an unsupported family and a joint family without map support are named errors."""
+    blend = {"source_words": "zebra", "target_words": "car", "threshold": 0.5}
+    with pytest.raises(comfy.GraphError, match="source_words: the word 'zebra' is not in.*its words: a red cat"):
+        comfy.run_graph(edit_graph(family=family, target=TARGET, chain=[("LocalBlend", blend)], steps=2))
+    with pytest.raises(comfy.GraphError, match="words: the word 'zebra' is not in"):
+        comfy.run_graph(mask_graph(family, "cat, zebra"))
+    other = mask_graph(family, "cat")
+    other["other"] = {"class_type": "P2PTestTinyModel", "inputs": {"family": "hunyuan_dit", "seed": 0}}
+    other["chain0"]["inputs"]["model"] = ["other", 0]
+    with pytest.raises(comfy.GraphError, match=r"HunyuanDiT \(HunYuanDiT\) model has no .*attention"):
+        comfy.run_graph(other)
+    family_class = {"flux": "FluxAttention", "sd3": "SD3Attention"}[family]
+    model, clip, _ = comfy.tiny_model(family)
+    prompts = comfy.pack("host.prompts").encode_prompts(clip, SOURCE, [TARGET])[1]
+    monkeypatch.setattr(getattr(comfy.pack("host.joint_models"), family_class), "records_maps", False)
+    with pytest.raises(
+        comfy.pack("host.errors").UserError, match=r"not support joint attention \((Flux|SD3).*\((Flux|SD3) "
+    ):
+        comfy.pack("host.recording").attach_recorder(
+            model, prompts, comfy.pack("p2p_core.maps").MapRecorder(prompts, 4)
+        )
+    monkeypatch.undo()
+    blend.update(source_words="bicycle", target_words="bicycle")
+    comfy.run_graph(edit_graph(family=family, source=SOURCE, target=SOURCE, chain=[("LocalBlend", blend)], steps=2))
+    assert torch.equal(captured["out"][0], captured["out"][1])

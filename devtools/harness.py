@@ -178,7 +178,7 @@ def init_dit_weights(dit: torch.nn.Module, hidden: int, std: float = 0.1, seed: 
         for name, p in dit.named_parameters():
             if name.endswith(("norm.scale", "ln_q.weight", "ln_k.weight")):
                 p.fill_(1.0)
-            elif name.endswith(("mod.lin.bias", "modulation.lin.bias")) or (
+            elif name.endswith(("mod.lin.bias", "modulation.lin.bias", "img_mod.1.bias", "txt_mod.1.bias")) or (
                 name.startswith("joint_blocks.")
                 and name.endswith("adaLN_modulation.1.bias")
                 and p.numel() % (3 * hidden) == 0
@@ -245,13 +245,27 @@ TINY_SD3 = {
 """SD3's MMDiT as ComfyUI detects it from a checkpoint (model_detection): 3 joint blocks, 64 per head as every
 MMDiT (192 wide, 3 heads), up to 16x16 patches (256 px), the context the CLIP-L/G (64 + 96 features here) and
 T5 tokens padded to 4096, the pooled CLIP-L and CLIP-G vectors (64 + 96) as its `y`."""
+TINY_LLM = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 2}
+"""An LLM text encoder of ComfyUI's Llama class (Qwen2.5-VL's or Qwen3's layout, 128 per head, their
+vocabulary and tokenizer), 64 wide, 2 layers."""
+TINY_QWEN_IMAGE = {
+    "image_model": "qwen_image",
+    "in_channels": 64,
+    "num_layers": 3,
+    "attention_head_dim": 16,
+    "num_attention_heads": 4,
+    "joint_attention_dim": TINY_LLM["hidden_size"],
+    "axes_dims_rope": [4, 6, 6],
+}
+"""Qwen-Image's transformer as model_detection reads it (16 latent channels in 2x2 patches, its joint blocks
+over [text, image]), 3 blocks of 4 heads of 16, its context the Qwen2.5-VL hidden states."""
 
 
 @cache
 def tiny_model(family: str, seed: int = 0):
     """(MODEL, CLIP, VAE) of a tiny `sd15`, `sd15_v` (v-prediction), `sdxl`, `flux` (Flux.1 dev: guidance
     embedded, T5 + pooled CLIP-L), `flux_schnell`, `sd3` (SD3 medium's MMDiT, CLIP-L/G + T5), `sd3_no_t5` (its
-    CLIP without T5) or `sd35_medium` (MMDiT-X: q/k RMSNorm, image-only self-attention in the first two joint
+    CLIP without T5), `sd35_medium` (MMDiT-X: q/k RMSNorm, image-only self-attention in the first two joint
     blocks) model; `hunyuan_dit` is a MODEL alone (CLIP and VAE None)."""
     boot()
     import comfy.model_base
@@ -314,6 +328,10 @@ def tiny_model(family: str, seed: int = 0):
             "clip_g_model_config": {**TINY_CLIP, "hidden_size": 96, "intermediate_size": 192, "projection_dim": 96},
             "t5xxl_model_config": TINY_SD3_T5,
         }
+    elif family == "qwen_image":
+        config = comfy.supported_models.QwenImage(TINY_QWEN_IMAGE)
+        llm = {**TINY_LLM, "num_key_value_heads": 1}
+        clip_options = {"qwen25_7b_model_config": llm}
     elif family == "hunyuan_dit":  # a family the pack refuses: the model alone (no CLIP, no VAE)
         config = comfy.supported_models.HunyuanDiT(
             {"image_model": "hydit", "hidden_size": 64, "depth": 2, "num_heads": 4, "input_size": 8}
@@ -325,8 +343,9 @@ def tiny_model(family: str, seed: int = 0):
     if family == "sd15_v":
         config.model_type = lambda *args, **kwargs: comfy.model_base.ModelType.V_PREDICTION
     unet = config.get_model({})
-    if family.startswith(("flux", "sd3")):
-        init_dit_weights(unet.diffusion_model, unet.diffusion_model.hidden_size, seed=seed)
+    if family.startswith(("flux", "sd3", "qwen")):
+        dit = unet.diffusion_model
+        init_dit_weights(dit, getattr(dit, "hidden_size", None) or dit.inner_dim, seed=seed)
     else:
         init_weights(unet, seed=seed)
     unet.eval()
@@ -336,7 +355,9 @@ def tiny_model(family: str, seed: int = 0):
     if clip_options is None:
         return model, None, None
     clip = comfy.sd.CLIP(clip_target or config.clip_target({}), model_options=clip_options)
-    init_weights(clip.cond_stage_model, seed=seed + 1, attn_std=0.02)
+    # an LLM encoder's vision tower (Qwen2.5-VL's, 0.6B weights) reads no text: left as ComfyUI made it
+    text_part = getattr(getattr(clip.cond_stage_model, "qwen25_7b", None), "transformer", None)
+    init_weights(text_part.model if text_part is not None else clip.cond_stage_model, seed=seed + 1, attn_std=0.02)
     taesd = comfy.taesd.taesd.TAESD(latent_channels=config.latent_format.latent_channels)
     init_weights(taesd, std=0.05, seed=seed + 2)
     vae = comfy.sd.VAE(sd=taesd.state_dict())

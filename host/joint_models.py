@@ -10,6 +10,8 @@ transformer options of each sampling run of the edit; what differs by family is 
   transformer options and runs the block (or the replace another pack put on that key, which it wraps).
   The image count lets the override tell the joint call from the image-only second call of an MMDiT-X
   block (`x_block_self_attn`), which it leaves as it is.
+- Qwen-Image: one kind of block, two-stream over [text, image] as Flux's double blocks; it labels its blocks
+  ("double", i) itself, and Flux's DIFFUSION_MODEL wrapper records the text length.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import comfy.patcher_extension
 import torch
 from comfy.ldm.flux.model import Flux
 from comfy.ldm.modules.diffusionmodules.mmdit import MMDiT
+from comfy.ldm.qwen_image.model import QwenImageTransformer2DModel
 
 from ..p2p_core.joint_plan import Block
 from .joint import IMAGE_TOKENS_KEY, KIND, OVERRIDE_KEY, TEXT_TOKENS_KEY, JointAttentionPatch, joint_plan
@@ -120,6 +123,33 @@ class FluxAttention(JointAttention):
         options["wrappers"] = wrappers
 
 
+def early_blocks(sites: list[JointSite], min_factor: int) -> frozenset[Block]:
+    """The early blocks, where Shin et al. 2025 find the layout is set: coarse the first third of the blocks,
+    medium the first two thirds, all every block (at least one block each)."""
+    blocks = [site.block for site in sites]
+    share = {4: 1 / 3, 2: 2 / 3}.get(min_factor, 1.0)
+    return frozenset(blocks[: max(1, math.ceil(share * len(blocks)))])
+
+
+class QwenImageAttention(FluxAttention):
+    """Qwen-Image (and Qwen-Image-Edit): its transformer blocks, each a joint call over [text, image] (the
+    image tokens followed by those of the reference latents, where the edit model has them)."""
+
+    name = "joint attention (Qwen-Image)"
+    kinds = {KIND: "joint attention (Qwen-Image transformer blocks)"}
+
+    def sites(self, model) -> list[JointSite]:
+        """A JointSite for ("double", i) of every transformer block of a Qwen-Image model."""
+        qwen = model.model.diffusion_model
+        if not isinstance(qwen, QwenImageTransformer2DModel):
+            return []
+        return [JointSite(("double", i), True) for i in range(len(qwen.transformer_blocks))]
+
+    def injected_blocks(self, sites: list[JointSite], min_factor: int) -> frozenset[Block]:
+        """early_blocks: coarse the first third of the 60 blocks, medium two thirds, all every block."""
+        return early_blocks(sites, min_factor)
+
+
 class BlockLabel:
     """SD3's `patches_replace["dit"][("double_block", i)]`: runs joint block i (or `inner`, the replace another
     pack put on that key) with transformer options that name the block and its token counts."""
@@ -158,11 +188,8 @@ class SD3Attention(JointAttention):
         return [JointSite(("double", i), True) for i in range(len(mmdit.joint_blocks))]
 
     def injected_blocks(self, sites: list[JointSite], min_factor: int) -> frozenset[Block]:
-        """The early blocks, where Shin et al. 2025 find the layout is set: coarse the first third of the joint
-        blocks, medium the first two thirds, all every block (at least one block each)."""
-        blocks = [site.block for site in sites]
-        share = {4: 1 / 3, 2: 2 / 3}.get(min_factor, 1.0)
-        return frozenset(blocks[: max(1, math.ceil(share * len(blocks)))])
+        """early_blocks: coarse the first third of the joint blocks, medium two thirds, all every block."""
+        return early_blocks(sites, min_factor)
 
     def install_hooks(self, options: dict, sites: list[JointSite]) -> None:
         """A BlockLabel on every joint block's `patches_replace["dit"]` key, wrapping the replace found there."""

@@ -184,6 +184,10 @@ def init_dit_weights(dit: torch.nn.Module, hidden: int, std: float = 0.1, seed: 
                 and p.numel() % (3 * hidden) == 0
             ):
                 p.view(-1, 3, hidden)[:, 2] = 1.0
+            elif name.endswith("adaLN_modulation.0.bias") and p.numel() == 4 * hidden:  # NextDiT: tanh gates
+                p.view(4, hidden)[1::2] = 1.0
+            elif name == "cap_embedder.0.weight":  # NextDiT: the context's RMSNorm scale
+                p.fill_(1.0)
         if getattr(dit, "pos_embed", None) is not None:  # SD3: a buffer ComfyUI leaves uninitialised (torch.empty)
             from comfy.ldm.modules.diffusionmodules.mmdit import get_2d_sincos_pos_embed
 
@@ -245,9 +249,9 @@ TINY_SD3 = {
 """SD3's MMDiT as ComfyUI detects it from a checkpoint (model_detection): 3 joint blocks, 64 per head as every
 MMDiT (192 wide, 3 heads), up to 16x16 patches (256 px), the context the CLIP-L/G (64 + 96 features here) and
 T5 tokens padded to 4096, the pooled CLIP-L and CLIP-G vectors (64 + 96) as its `y`."""
-TINY_LLM = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 2}
+TINY_LLM = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 3, "num_attention_heads": 2}
 """An LLM text encoder of ComfyUI's Llama class (Qwen2.5-VL's or Qwen3's layout, 128 per head, their
-vocabulary and tokenizer), 64 wide, 2 layers."""
+vocabulary and tokenizer), 64 wide, 3 layers (Z-Image reads the second to last)."""
 TINY_QWEN_IMAGE = {
     "image_model": "qwen_image",
     "in_channels": 64,
@@ -259,6 +263,27 @@ TINY_QWEN_IMAGE = {
 }
 """Qwen-Image's transformer as model_detection reads it (16 latent channels in 2x2 patches, its joint blocks
 over [text, image]), 3 blocks of 4 heads of 16, its context the Qwen2.5-VL hidden states."""
+TINY_Z_IMAGE = {
+    "image_model": "lumina2",
+    "patch_size": 2,
+    "in_channels": 16,
+    "dim": 256,
+    "cap_feat_dim": TINY_LLM["hidden_size"],
+    "n_layers": 3,
+    "qk_norm": True,
+    "n_heads": 4,
+    "n_kv_heads": 4,
+    "axes_dims": [16, 24, 24],
+    "axes_lens": [1536, 512, 512],
+    "rope_theta": 256.0,
+    "ffn_dim_multiplier": 8.0 / 3.0,
+    "z_image_modulation": True,
+    "time_scale": 1000.0,
+    "pad_tokens_multiple": 32,
+}
+"""Z-Image's NextDiT as model_detection reads it (its RoPE theta, time scale and modulation, text and image
+tokens each padded to a multiple of 32, the two context and two noise refiner layers), 3 layers of 4 heads of
+64, 256 wide (its modulation reads a 256-wide time embedding), its context the Qwen3 hidden states."""
 
 
 @cache
@@ -332,6 +357,9 @@ def tiny_model(family: str, seed: int = 0):
         config = comfy.supported_models.QwenImage(TINY_QWEN_IMAGE)
         llm = {**TINY_LLM, "num_key_value_heads": 1}
         clip_options = {"qwen25_7b_model_config": llm}
+    elif family == "z_image":
+        config = comfy.supported_models.ZImage(TINY_Z_IMAGE)
+        clip_options = {"qwen3_4b_model_config": {**TINY_LLM, "num_key_value_heads": 1}}
     elif family == "hunyuan_dit":  # a family the pack refuses: the model alone (no CLIP, no VAE)
         config = comfy.supported_models.HunyuanDiT(
             {"image_model": "hydit", "hidden_size": 64, "depth": 2, "num_heads": 4, "input_size": 8}
@@ -343,9 +371,11 @@ def tiny_model(family: str, seed: int = 0):
     if family == "sd15_v":
         config.model_type = lambda *args, **kwargs: comfy.model_base.ModelType.V_PREDICTION
     unet = config.get_model({})
-    if family.startswith(("flux", "sd3", "qwen")):
+    if family.startswith(("flux", "sd3", "qwen", "z_image")):
         dit = unet.diffusion_model
-        init_dit_weights(dit, getattr(dit, "hidden_size", None) or dit.inner_dim, seed=seed)
+        init_dit_weights(
+            dit, getattr(dit, "hidden_size", None) or getattr(dit, "inner_dim", None) or dit.dim, seed=seed
+        )
     else:
         init_weights(unet, seed=seed)
     unet.eval()
@@ -355,9 +385,10 @@ def tiny_model(family: str, seed: int = 0):
     if clip_options is None:
         return model, None, None
     clip = comfy.sd.CLIP(clip_target or config.clip_target({}), model_options=clip_options)
-    # an LLM encoder's vision tower (Qwen2.5-VL's, 0.6B weights) reads no text: left as ComfyUI made it
-    text_part = getattr(getattr(clip.cond_stage_model, "qwen25_7b", None), "transformer", None)
-    init_weights(text_part.model if text_part is not None else clip.cond_stage_model, seed=seed + 1, attn_std=0.02)
+    vision_llm = getattr(getattr(clip.cond_stage_model, "qwen25_7b", None), "transformer", None)
+    if vision_llm is not None:  # Qwen2.5-VL's vision tower (0.6B weights at its fixed size) reads images, no text
+        del vision_llm.visual
+    init_weights(clip.cond_stage_model, seed=seed + 1, attn_std=0.02)
     taesd = comfy.taesd.taesd.TAESD(latent_channels=config.latent_format.latent_channels)
     init_weights(taesd, std=0.05, seed=seed + 2)
     vae = comfy.sd.VAE(sd=taesd.state_dict())

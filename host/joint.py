@@ -40,6 +40,12 @@ TEXT_TOKENS_KEY = "p2p_text_tokens"
 IMAGE_TOKENS_KEY = "p2p_image_tokens"
 """`transformer_options` key of the image token count of the joint calls, where the family's hook records it
 (SD3's block wrapper); absent, any call longer than the text is taken for a joint call (Flux)."""
+CONTEXT_TOKENS_KEY = "p2p_context_tokens"
+"""`transformer_options` key of the context's own token count, where the model pads the text tokens of its
+joint calls beyond it (NextDiT pads them to a multiple of 32): the padding takes no re-weight factor."""
+CALLS_KEY = "p2p_joint_calls"
+"""`transformer_options` key of a counter of the joint calls of one model call, where the model labels none of
+its blocks (NextDiT on ComfyUI 0.3.75): the n-th joint call is block ("double", n)."""
 KIND = "joint"
 """The one kind of attention the joint families patch: every joint call of their blocks."""
 
@@ -72,13 +78,16 @@ def joint_plan(plan: EditPlan, injected: frozenset[Block]) -> JointPlan:
     return JointPlan(len(plan.targets), injected, window, text_weights, weight_window=window)
 
 
-def tiled_weights(plan: JointPlan, text: int) -> JointPlan:
-    """The plan with its [T, L] weights tiled to a call of `text` text tokens (ComfyUI repeats a context
-    to the common length of the batched conds; each copy of a token takes its factor)."""
+def tiled_weights(plan: JointPlan, text: int, context: int | None = None) -> JointPlan:
+    """The plan with its [T, L] weights tiled to a context of `context` tokens (ComfyUI repeats a context
+    to the common length of the batched conds; each copy of a token takes its factor) and padded with 1 to
+    the call's `text` tokens (the model's own padding; `context` None: `text`, no padding)."""
     length = plan.text_weights.shape[1]
-    if text % length:
-        raise ValueError(f"the model call has {text} text tokens, not a multiple of the prompts' {length}")
-    return replace(plan, text_weights=plan.text_weights.tile(1, text // length))
+    context = text if context is None else context
+    if context % length:
+        raise ValueError(f"the model call has {context} context tokens, not a multiple of the prompts' {length}")
+    tiled = plan.text_weights.tile(1, context // length)
+    return replace(plan, text_weights=torch.nn.functional.pad(tiled, (0, text - context), value=1.0))
 
 
 class JointAttentionPatch:
@@ -90,15 +99,16 @@ class JointAttentionPatch:
         self.flipped = flipped
         """Blocks whose calls hold [image, text] (Flux's `flipped_img_txt`); every other call is [text, image]."""
         self.inner = inner
-        self._by_text: dict[int, JointPlan] = {}
+        self._by_text: dict[tuple[int, int | None], JointPlan] = {}
 
-    def plan_for(self, text: int) -> JointPlan:
-        """The plan for a call of `text` text tokens (its weights tiled once per length)."""
+    def plan_for(self, text: int, context: int | None = None) -> JointPlan:
+        """The plan for a call of `text` text tokens, `context` of them the context's (tiled_weights; once per
+        length)."""
         if self.plan.text_weights is None:
             return self.plan
-        if text not in self._by_text:
-            self._by_text[text] = tiled_weights(self.plan, text)
-        return self._by_text[text]
+        if (text, context) not in self._by_text:
+            self._by_text[text, context] = tiled_weights(self.plan, text, context)
+        return self._by_text[text, context]
 
     def __call__(self, func, *args: Any, **kwargs: Any) -> torch.Tensor:
         def kernel(*call_args: Any, **call_kwargs: Any) -> torch.Tensor:
@@ -118,13 +128,15 @@ class JointAttentionPatch:
         image = options.get(IMAGE_TOKENS_KEY)
         if not 0 < text < tokens or (image is not None and tokens != text + image):
             return kernel(*args, **kwargs)  # not a joint call over the context and the image
+        block = (options.get("block_type"), options.get("block_index"))
+        if block[1] is None and CALLS_KEY in options:
+            block = ("double", next(options[CALLS_KEY]))
         starts = cond_chunk_starts(options, q.shape[0], run.state.prompts.rows)
         run.count(KIND, starts, q.shape[0])
         if not starts or not self.plan.targets:
             return kernel(*args, **kwargs)
-        block = (options.get("block_type"), options.get("block_index"))
         step = run.step(options)
-        plan = self.plan_for(text)
+        plan = self.plan_for(text, options.get(CONTEXT_TOKENS_KEY))
         terms = plan.terms(block, *step, text, q.device, q.dtype)
         if terms is None:
             return kernel(*args, **kwargs)

@@ -12,22 +12,38 @@ transformer options of each sampling run of the edit; what differs by family is 
   block (`x_block_self_attn`), which it leaves as it is.
 - Qwen-Image: one kind of block, two-stream over [text, image] as Flux's double blocks; it labels its blocks
   ("double", i) itself, and Flux's DIFFUSION_MODEL wrapper records the text length.
+- Z-Image and Lumina 2 (NextDiT): a context refiner (text alone) and a noise refiner (image alone), then
+  single-stream layers over [text, image], each padded to a multiple of `pad_tokens_multiple`. A
+  DIFFUSION_MODEL wrapper records the padded text and image counts (only a call of both is a joint call: the
+  refiners' stay whole), the context's own count (the padding takes no re-weight factor) and a counter of the
+  joint calls, which names the layer where the model labels none (ComfyUI 0.3.75; 0.8 labels them).
 """
 
 from __future__ import annotations
 
 import inspect
+import itertools
 import math
 from typing import Any, NamedTuple
 
 import comfy.patcher_extension
 import torch
 from comfy.ldm.flux.model import Flux
+from comfy.ldm.lumina.model import NextDiT
 from comfy.ldm.modules.diffusionmodules.mmdit import MMDiT
 from comfy.ldm.qwen_image.model import QwenImageTransformer2DModel
 
 from ..p2p_core.joint_plan import Block
-from .joint import IMAGE_TOKENS_KEY, KIND, OVERRIDE_KEY, TEXT_TOKENS_KEY, JointAttentionPatch, joint_plan
+from .joint import (
+    CALLS_KEY,
+    CONTEXT_TOKENS_KEY,
+    IMAGE_TOKENS_KEY,
+    KIND,
+    OVERRIDE_KEY,
+    TEXT_TOKENS_KEY,
+    JointAttentionPatch,
+    joint_plan,
+)
 from .state import STATE_KEY
 
 WRAPPER_KEY = "prompt_to_prompt_joint"
@@ -114,11 +130,14 @@ class FluxAttention(JointAttention):
             return frozenset(double + single[: len(single) // 2])
         return frozenset(double + single)
 
+    model_wrapper = staticmethod(record_text_tokens)
+    """The DIFFUSION_MODEL wrapper that records the token counts of each model call."""
+
     def install_hooks(self, options: dict, sites: list[JointSite]) -> None:
-        """`record_text_tokens` as a DIFFUSION_MODEL wrapper of the run (Flux sets the block itself)."""
+        """`model_wrapper` as a DIFFUSION_MODEL wrapper of the run (Flux sets the block itself)."""
         wrappers = dict(options.get("wrappers", {}))
         model_wrappers = dict(wrappers.get(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, {}))
-        model_wrappers[WRAPPER_KEY] = [record_text_tokens]
+        model_wrappers[WRAPPER_KEY] = [self.model_wrapper]
         wrappers[comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL] = model_wrappers
         options["wrappers"] = wrappers
 
@@ -147,6 +166,45 @@ class QwenImageAttention(FluxAttention):
 
     def injected_blocks(self, sites: list[JointSite], min_factor: int) -> frozenset[Block]:
         """early_blocks: coarse the first third of the 60 blocks, medium two thirds, all every block."""
+        return early_blocks(sites, min_factor)
+
+
+def record_nextdit_tokens(executor: Any, *args: Any, **kwargs: Any) -> torch.Tensor:
+    """NextDiT's DIFFUSION_MODEL wrapper: puts in the call's `transformer_options` the text and image token
+    counts of its joint calls (the context's L and the image's ceil(h / p) * ceil(w / p) patches, each padded
+    up to a multiple of the model's `pad_tokens_multiple`), L itself and a fresh counter of the joint calls,
+    then runs the model. x: [B, C, h, w]; context: [B, L, features]."""
+    bound = inspect.signature(executor.original).bind(*args, **kwargs).arguments
+    options = bound.get("transformer_options") or bound.get("kwargs", {}).get("transformer_options")
+    if options is not None:
+        dit = executor.class_obj
+        multiple = dit.pad_tokens_multiple or 1
+        height, width = bound["x"].shape[-2:]
+        patches = math.ceil(height / dit.patch_size) * math.ceil(width / dit.patch_size)
+        context = bound["context"].shape[1]
+        options[TEXT_TOKENS_KEY] = math.ceil(context / multiple) * multiple
+        options[IMAGE_TOKENS_KEY] = math.ceil(patches / multiple) * multiple
+        options[CONTEXT_TOKENS_KEY] = context
+        options[CALLS_KEY] = itertools.count()
+    return executor(*args, **kwargs)
+
+
+class NextDiTAttention(FluxAttention):
+    """Z-Image and Lumina 2 (NextDiT): its single-stream layers over [text, image], ("double", i)."""
+
+    name = "joint attention (Z-Image / Lumina 2 NextDiT)"
+    kinds = {KIND: "joint attention (NextDiT layers)"}
+    model_wrapper = staticmethod(record_nextdit_tokens)
+
+    def sites(self, model) -> list[JointSite]:
+        """A JointSite for ("double", i) of every layer of a NextDiT model (not its refiners)."""
+        dit = model.model.diffusion_model
+        if not isinstance(dit, NextDiT):
+            return []
+        return [JointSite(("double", i), True) for i in range(len(dit.layers))]
+
+    def injected_blocks(self, sites: list[JointSite], min_factor: int) -> frozenset[Block]:
+        """early_blocks: coarse the first third of the layers, medium two thirds, all every layer."""
         return early_blocks(sites, min_factor)
 
 

@@ -1,6 +1,7 @@
-"""The edit nodes on the joint-attention families added beside Flux and SD3: a tiny Qwen-Image of ComfyUI's own
-class and config with a tiny Qwen2.5-VL text encoder on the real Qwen tokenizer; the word positions of its
-chat-template context, identity, fused == reference, the edit acts, no leak, errors, composition."""
+"""The edit nodes on the joint-attention families added beside Flux and SD3: a tiny Qwen-Image and a tiny Z-Image
+(NextDiT) of ComfyUI's own classes and configs with tiny Qwen2.5-VL / Qwen3 text encoders on the real Qwen
+tokenizer; the word positions of their chat-template contexts, identity, fused == reference, the edit acts, no
+leak, errors, composition."""
 
 import pytest
 import torch
@@ -9,13 +10,18 @@ from test_dit import EDITS, SAMPLERS, SOURCE, WINDOWS, relative, unedited
 from devtools import harness as comfy_harness
 from devtools.graphs import edit_graph
 
-FAMILIES = ["qwen_image"]
-"""The tiny models of the families tested here: Qwen-Image (Qwen2.5-VL 7B's layout as text encoder)."""
-IDENTITY_SAMPLERS = {"qwen_image": SAMPLERS}
-"""The samplers each family's identity edit runs on (all five for the most used family, to keep CI short)."""
-CALLS_PER_STEP = {"qwen_image": 2 * 3}
-"""The attention calls of one sampling step: one joint call per transformer block (3), in two model calls (the
-prompts' and the empty negative's contexts differ in length, so ComfyUI does not batch them)."""
+FAMILIES = ["qwen_image", "z_image"]
+"""The tiny models of the families tested here: Qwen-Image (Qwen2.5-VL 7B's layout as text encoder), Z-Image
+(NextDiT, Qwen3 4B's layout)."""
+IDENTITY_SAMPLERS = {"qwen_image": SAMPLERS, "z_image": ["euler", "dpmpp_2m_sde"]}
+"""The samplers each family's identity edit runs on: all five for the most used family, a deterministic and a
+stochastic one for the other (CI time)."""
+MODEL_CLASS = {"qwen_image": "QwenImage", "z_image": "Lumina2"}
+"""ComfyUI's model class of each, as the errors name it."""
+CALLS_PER_STEP = {"qwen_image": 2 * 3, "z_image": 2 * (2 + 2 + 3)}
+"""The attention calls of one sampling step, in two model calls (the prompts' and the empty negative's contexts
+differ in length, so ComfyUI does not batch them): Qwen-Image's 3 joint blocks; Z-Image's 2 context refiner
+(text alone), 2 noise refiner (image alone) and 3 joint layers."""
 
 
 def test_qwen_image_prompts_are_the_words_after_the_chat_template_and_padded_to_one_length(comfy):
@@ -100,7 +106,9 @@ def test_bad_inputs_are_named_and_the_next_prompt_runs(comfy, captured, family):
     with pytest.raises(comfy.GraphError, match="word_schedule: per-word windows do not apply"):
         comfy.run_graph(edit_graph(family=family, edit_inputs={"word_schedule": "car=0.3"}, steps=2))
     blend = {"source_words": "bicycle", "target_words": "car", "threshold": 0.5}
-    with pytest.raises(comfy.GraphError, match=r"LocalBlend.*do not support joint-attention models \(QwenImage "):
+    with pytest.raises(
+        comfy.GraphError, match=rf"LocalBlend.*do not support joint-attention models \({MODEL_CLASS[family]} "
+    ):
         comfy.run_graph(edit_graph(family=family, chain=[("LocalBlend", blend)], steps=2))
     comfy.run_graph(edit_graph(family=family, source=SOURCE, target=SOURCE, steps=2))
     assert torch.equal(captured["out"][0], captured["out"][1])

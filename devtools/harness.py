@@ -231,6 +231,27 @@ TINY_FLUX = {
     "qkv_bias": True,
 }
 """Flux.1's layout (double then single blocks, RoPE on 3 axes, 16 latent channels in 2x2 patches), 64 wide."""
+TINY_CHROMA = {
+    "image_model": "chroma",
+    "in_channels": 64,
+    "out_channels": 64,
+    "context_in_dim": TINY_T5["d_model"],
+    "hidden_size": 64,
+    "mlp_ratio": 2.0,
+    "num_heads": 4,
+    "depth": 2,
+    "depth_single_blocks": 2,
+    "axes_dim": [4, 6, 6],
+    "theta": 10000,
+    "patch_size": 2,
+    "qkv_bias": True,
+    "in_dim": 64,
+    "out_dim": 64,
+    "hidden_dim": 128,
+    "n_layers": 2,
+}
+"""Chroma as model_detection reads it (Flux's blocks without their own modulation, the approximator that makes
+every block's modulation from the timestep, 16 latent channels in 2x2 patches), 64 wide, T5 alone."""
 TINY_SD3_T5 = {"d_model": 4096, "d_ff": 64, "d_kv": 16, "num_heads": 2, "num_layers": 1}
 """SD3 concatenates the T5 tokens after the CLIP-L/G ones padded to 4096 features: its T5 is T5-XXL's width."""
 TINY_SD3 = {
@@ -353,6 +374,9 @@ def tiny_model(family: str, seed: int = 0):
             "clip_g_model_config": {**TINY_CLIP, "hidden_size": 96, "intermediate_size": 192, "projection_dim": 96},
             "t5xxl_model_config": TINY_SD3_T5,
         }
+    elif family == "chroma":
+        config = comfy.supported_models.Chroma(TINY_CHROMA)
+        clip_options = {"t5xxl_model_config": TINY_T5}
     elif family == "qwen_image":
         config = comfy.supported_models.QwenImage(TINY_QWEN_IMAGE)
         llm = {**TINY_LLM, "num_key_value_heads": 1}
@@ -371,7 +395,7 @@ def tiny_model(family: str, seed: int = 0):
     if family == "sd15_v":
         config.model_type = lambda *args, **kwargs: comfy.model_base.ModelType.V_PREDICTION
     unet = config.get_model({})
-    if family.startswith(("flux", "sd3", "qwen", "z_image")):
+    if family.startswith(("flux", "sd3", "qwen", "z_image", "chroma")):
         dit = unet.diffusion_model
         init_dit_weights(
             dit, getattr(dit, "hidden_size", None) or getattr(dit, "inner_dim", None) or dit.dim, seed=seed

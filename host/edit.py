@@ -14,7 +14,14 @@ from ..p2p_core.edits import EditPlan
 from ..p2p_core.schedules import Window
 from ..p2p_core.tokens import PromptSet
 from .errors import UserError, check_same_prompts
-from .joint_models import FluxAttention, JointAttention, NextDiTAttention, QwenImageAttention, SD3Attention
+from .joint_models import (
+    ChromaAttention,
+    FluxAttention,
+    JointAttention,
+    NextDiTAttention,
+    QwenImageAttention,
+    SD3Attention,
+)
 from .sampling import WRAPPER_KEY, edit_outer_sample, edit_sampler_sample
 from .state import STATE_KEY, EditState, edit_state
 from .unet import UNetAttention
@@ -43,6 +50,7 @@ FAMILIES: tuple[AttentionFamily, ...] = (
     SD3Attention(),
     QwenImageAttention(),
     NextDiTAttention(),
+    ChromaAttention(),
 )
 
 

@@ -3,8 +3,9 @@ their blocks `self_layers` names, and the hook that tells the override (host/joi
 token counts of each call. Both put one JointAttentionPatch, as the `optimized_attention_override`, on the
 transformer options of each sampling run of the edit; what differs by family is here, in its object.
 
-- Flux.1 (and the models on Flux's blocks): Flux sets `block_type` / `block_index` itself; a
-  DIFFUSION_MODEL wrapper records the context's token count (the text of every joint call).
+- Flux.1 (and the models on Flux's blocks: Flux.2 of the same class, Chroma of its own): they set `block_type`
+  / `block_index` themselves; a DIFFUSION_MODEL wrapper records the context's token count (the text of every
+  joint call).
 - SD3 / SD3.5 (MMDiT, MMDiT-X): SD3 sets no block, so a `patches_replace["dit"]` wrapper on each joint block
   ("double_block", i) puts the block, its text and its image token counts in a copy of the block's
   transformer options and runs the block (or the replace another pack put on that key, which it wraps).
@@ -28,6 +29,7 @@ from typing import Any, NamedTuple
 
 import comfy.patcher_extension
 import torch
+from comfy.ldm.chroma.model import Chroma
 from comfy.ldm.flux.model import Flux
 from comfy.ldm.lumina.model import NextDiT
 from comfy.ldm.modules.diffusionmodules.mmdit import MMDiT
@@ -104,15 +106,17 @@ def record_text_tokens(executor: Any, *args: Any, **kwargs: Any) -> torch.Tensor
 
 
 class FluxAttention(JointAttention):
-    """Flux.1 dev/schnell: its double (two-stream) and single blocks."""
+    """Flux.1 dev/schnell (and Flux.2, of the same class): its double (two-stream) and single blocks."""
 
-    name = "joint attention (Flux.1 dev/schnell)"
+    name = "joint attention (Flux.1 dev/schnell, Flux.2)"
     kinds = {KIND: "joint attention (Flux double/single blocks)"}
+    diffusion_class: type = Flux
+    """The diffusion model class of the family's models."""
 
     def sites(self, model) -> list[JointSite]:
         """A JointSite for ("double", i) and ("single", i) of every block of a Flux model."""
         flux = model.model.diffusion_model
-        if not isinstance(flux, Flux):
+        if not isinstance(flux, self.diffusion_class):
             return []
         double = [
             JointSite(("double", i), not getattr(b, "flipped_img_txt", False)) for i, b in enumerate(flux.double_blocks)
@@ -140,6 +144,14 @@ class FluxAttention(JointAttention):
         model_wrappers[WRAPPER_KEY] = [self.model_wrapper]
         wrappers[comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL] = model_wrappers
         options["wrappers"] = wrappers
+
+
+class ChromaAttention(FluxAttention):
+    """Chroma (and Chroma Radiance): Flux's double and single blocks, modulated by its own approximator."""
+
+    name = "joint attention (Chroma)"
+    kinds = {KIND: "joint attention (Chroma double/single blocks)"}
+    diffusion_class = Chroma
 
 
 def early_blocks(sites: list[JointSite], min_factor: int) -> frozenset[Block]:

@@ -30,8 +30,10 @@ def split_targets(target: str) -> list[str]:
 
 
 def _sd_tokenizer(tokenizers, key: str):
-    """The SDTokenizer behind output key `key` ("l", "g", "h", "t5xxl") of a ComfyUI CLIP's tokenizer."""
-    tokenizer = getattr(tokenizers, key if key == T5_KEY or key in CHAT_ENCODERS else f"clip_{key}", None)
+    """The SDTokenizer behind output key `key` ("l", "g", "h", "t5xxl", an LLM's) of a ComfyUI CLIP's tokenizer
+    (T5 is `t5xxl` beside CLIP, `clip_t5xxl` alone: Chroma's)."""
+    names = (key, f"clip_{key}") if key == T5_KEY or key in CHAT_ENCODERS else (f"clip_{key}",)
+    tokenizer = next((getattr(tokenizers, name) for name in names if hasattr(tokenizers, name)), None)
     if tokenizer is None or not hasattr(tokenizer, "inv_vocab"):
         raise UserError(f"unsupported text encoder (no tokenizer for {key!r})")
     return tokenizer

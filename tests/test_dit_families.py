@@ -1,7 +1,7 @@
-"""The edit nodes on the joint-attention families added beside Flux and SD3: a tiny Qwen-Image and a tiny Z-Image
-(NextDiT) of ComfyUI's own classes and configs with tiny Qwen2.5-VL / Qwen3 text encoders on the real Qwen
-tokenizer; the word positions of their chat-template contexts, identity, fused == reference, the edit acts, no
-leak, errors, composition."""
+"""The edit nodes on the joint-attention families added beside Flux and SD3: a tiny Qwen-Image, a tiny Z-Image
+(NextDiT) and a tiny Chroma of ComfyUI's own classes and configs, with tiny Qwen2.5-VL / Qwen3 text encoders on
+the real Qwen tokenizer (T5 on its own for Chroma); the word positions of the chat-template contexts, identity,
+fused == reference, the edit acts, no leak, errors, composition."""
 
 import pytest
 import torch
@@ -10,18 +10,20 @@ from test_dit import EDITS, SAMPLERS, SOURCE, WINDOWS, relative, unedited
 from devtools import harness as comfy_harness
 from devtools.graphs import edit_graph
 
-FAMILIES = ["qwen_image", "z_image"]
+FAMILIES = ["qwen_image", "z_image", "chroma"]
 """The tiny models of the families tested here: Qwen-Image (Qwen2.5-VL 7B's layout as text encoder), Z-Image
-(NextDiT, Qwen3 4B's layout)."""
-IDENTITY_SAMPLERS = {"qwen_image": SAMPLERS, "z_image": ["euler", "dpmpp_2m_sde"]}
-"""The samplers each family's identity edit runs on: all five for the most used family, a deterministic and a
-stochastic one for the other (CI time)."""
-MODEL_CLASS = {"qwen_image": "QwenImage", "z_image": "Lumina2"}
+(NextDiT, Qwen3 4B's layout), Chroma (Flux's blocks, T5)."""
+IDENTITY_SAMPLERS = {"qwen_image": SAMPLERS, "z_image": ["euler", "dpmpp_2m_sde"], "chroma": ["euler"]}
+"""The samplers each family's identity edit runs on: all five for the most used family, fewer for the others
+(CI time; Chroma runs Flux's blocks, whose five are in test_dit.py)."""
+EDIT_NAMES = {"qwen_image": list(EDITS), "z_image": list(EDITS), "chroma": ["replace+reweight"]}
+"""The edits of test_dit.EDITS each family's fused == reference test runs."""
+MODEL_CLASS = {"qwen_image": "QwenImage", "z_image": "Lumina2", "chroma": "Chroma"}
 """ComfyUI's model class of each, as the errors name it."""
-CALLS_PER_STEP = {"qwen_image": 2 * 3, "z_image": 2 * (2 + 2 + 3)}
+CALLS_PER_STEP = {"qwen_image": 2 * 3, "z_image": 2 * (2 + 2 + 3), "chroma": 2 * (2 + 2)}
 """The attention calls of one sampling step, in two model calls (the prompts' and the empty negative's contexts
 differ in length, so ComfyUI does not batch them): Qwen-Image's 3 joint blocks; Z-Image's 2 context refiner
-(text alone), 2 noise refiner (image alone) and 3 joint layers."""
+(text alone), 2 noise refiner (image alone) and 3 joint layers; Chroma's 2 double and 2 single blocks."""
 
 
 def test_qwen_image_prompts_are_the_words_after_the_chat_template_and_padded_to_one_length(comfy):
@@ -55,8 +57,7 @@ def test_identity_edit_reproduces_the_source_bit_for_bit(captured, family, sampl
     assert torch.equal(out[0], out[1])
 
 
-@pytest.mark.parametrize("family", FAMILIES)
-@pytest.mark.parametrize("name", list(EDITS))
+@pytest.mark.parametrize(("family", "name"), [(family, name) for family in FAMILIES for name in EDIT_NAMES[family]])
 def test_edit_equals_the_explicit_reference_and_changes_the_target(captured, family, name):
     settings = dict(family=family, sampler="dpmpp_2m", steps=3, edit_inputs={"self_layers": "all"}, **EDITS[name])
     settings.setdefault("edit", "AttentionReplace")
@@ -73,8 +74,8 @@ def test_edit_equals_the_explicit_reference_and_changes_the_target(captured, fam
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_injection_acts_in_its_window_and_its_early_blocks(captured, family):
-    """coarse (the default) injects in the first third of the blocks (1 of 3), all in every block; outside
-    cross_replace the target is its own prompt's sample."""
+    """coarse (the default) injects in the early blocks (Qwen-Image, Z-Image: the first third, 1 of 3; Chroma, as
+    Flux: its double blocks), all in every block; outside cross_replace the target is its own prompt's sample."""
     target = "a blue dog riding a bicycle"
     settings = dict(family=family, target=target, steps=3)
     comfy_harness.run_graph(edit_graph(**settings, capture="coarse"))

@@ -1,11 +1,13 @@
 """The joint-attention edit in the host: the `optimized_attention_override` every attention call of a
-joint-attention model (Flux.1, SD3/SD3.5; their sites and hooks in host/joint_models.py) goes through while
-the edit samples, and the edit plan it applies. ComfyUI's own hooks only; no model class or forward touched.
+joint-attention model (Flux.1, Flux.2, Chroma, SD3/SD3.5, Qwen-Image, Z-Image / Lumina 2; their sites and hooks
+in host/joint_models.py) goes through while the edit samples, and the edit plan it applies. ComfyUI's own
+hooks only; no model class or forward touched.
 
 Every attention call reaches the override with q, k, v: [B, H, N, D] (heads first, post-RoPE,
 `skip_reshape=True`: Flux) or [B, N, H*D] (SD3, whose v is [B, N, H, D]), over N = text + image tokens.
 The override reads from `transformer_options` which block the call belongs to (`block_type` /
-`block_index`: Flux sets them, SD3's block wrapper adds them), the call's text token count
+`block_index`: Flux, Chroma, Qwen-Image set them, SD3's block wrapper adds them, NextDiT's count of its
+joint calls names them where the model does not), the call's text token count
 (`TEXT_TOKENS_KEY`) and, where the family records it, its image token count (`IMAGE_TOKENS_KEY`: a call
 of any other length, such as the image-only second attention of an MMDiT-X block, is not a joint call),
 the rows from `cond_or_uncond` as the UNet path, and calls the core's joint edit (p2p_core/joint.py) on
@@ -14,7 +16,7 @@ the host's kernel, or the previous override where another pack put one.
 An edit node's plan (EditPlan) becomes a JointPlan (p2p_core/joint_plan.py): the target's image-token q
 and k take the source's in the blocks the family picks for `self_layers`, while `cross_replace` (from
 `cross_start`) covers the step; the re-weight factors of the target's text positions (Flux: T5; SD3: its
-CLIP and its T5 part) scale its image->text weights in that window. No token mapper: AttentionReplace and
+CLIP and its T5 part; Qwen-Image, Z-Image: their LLM's; 1 on a model's own text padding) scale its image->text weights in that window. No token mapper: AttentionReplace and
 AttentionRefine edit alike; `self_replace` has no role.
 """
 
@@ -69,8 +71,8 @@ def joint_plan(plan: EditPlan, injected: frozenset[Block]) -> JointPlan:
     end = _uniform([t.end for t in plan.targets])
     if start is None or end is None:
         raise UserError(
-            "word_schedule: per-word windows do not apply to joint-attention models (Flux, SD3): the edit replaces "
-            "the target's image-token queries and keys, not words' maps; leave word_schedule empty"
+            "word_schedule: per-word windows do not apply to joint-attention models (Flux, SD3, Qwen-Image, ...): "
+            "the edit replaces the target's image-token queries and keys, not words' maps; leave word_schedule empty"
         )
     weights = torch.stack([t.weight for t in plan.targets])
     window = Window(start, end)

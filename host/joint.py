@@ -16,8 +16,9 @@ the host's kernel, or the previous override where another pack put one.
 An edit node's plan (EditPlan) becomes a JointPlan (p2p_core/joint_plan.py): the target's image-token q
 and k take the source's in the blocks the family picks for `self_layers`, while `cross_replace` (from
 `cross_start`) covers the step; the re-weight factors of the target's text positions (Flux: T5; SD3: its
-CLIP and its T5 part; Qwen-Image, Z-Image: their LLM's; 1 on a model's own text padding) scale its image->text weights in that window. No token mapper: AttentionReplace and
-AttentionRefine edit alike; `self_replace` has no role.
+CLIP and its T5 part; Qwen-Image, Z-Image: their LLM's; 1 on a model's own text padding) scale its
+image->text weights in that window. No token mapper: AttentionReplace and AttentionRefine edit alike;
+`self_replace` has no role.
 """
 
 from __future__ import annotations

@@ -231,6 +231,27 @@ TINY_FLUX = {
     "qkv_bias": True,
 }
 """Flux.1's layout (double then single blocks, RoPE on 3 axes, 16 latent channels in 2x2 patches), 64 wide."""
+TINY_FLUX2 = {
+    **TINY_FLUX,
+    "image_model": "flux2",
+    "in_channels": 128,
+    "out_channels": 128,
+    "patch_size": 1,
+    "vec_in_dim": None,
+    "axes_dim": [4, 4, 4, 4],
+    "mlp_ratio": 3.0,
+    "theta": 2000,
+    "global_modulation": True,
+    "mlp_silu_act": True,
+    "qkv_bias": False,
+    "ops_bias": False,
+    "default_ref_method": "index",
+    "ref_index_scale": 10.0,
+    "guidance_embed": True,
+}
+"""Flux.2's transformer as model_detection reads it (128 latent channels unpatched, RoPE on 4 axes, one
+modulation shared by all double and by all single blocks, no pooled vector), 64 wide. Its text encoder
+(Mistral 3 Small, whose tokenizer ComfyUI reads from the checkpoint: none offline) stands in as Flux.1's T5."""
 TINY_CHROMA = {
     "image_model": "chroma",
     "in_channels": 64,
@@ -374,6 +395,17 @@ def tiny_model(family: str, seed: int = 0):
             "clip_g_model_config": {**TINY_CLIP, "hidden_size": 96, "intermediate_size": 192, "projection_dim": 96},
             "t5xxl_model_config": TINY_SD3_T5,
         }
+    elif family == "flux2":
+        import comfy.supported_models_base
+        import comfy.text_encoders.flux
+        from comfy.ldm.flux.model import FluxParams
+
+        newer = {"txt_ids_dims": [3]} if "txt_ids_dims" in FluxParams.__dataclass_fields__ else {}
+        config = comfy.supported_models.Flux2({**TINY_FLUX2, **newer})
+        clip_target = comfy.supported_models_base.ClipTarget(
+            comfy.text_encoders.flux.FluxTokenizer, comfy.text_encoders.flux.flux_clip()
+        )
+        clip_options = {"clip_l_model_config": {**TINY_CLIP, "projection_dim": 64}, "t5xxl_model_config": TINY_T5}
     elif family == "chroma":
         config = comfy.supported_models.Chroma(TINY_CHROMA)
         clip_options = {"t5xxl_model_config": TINY_T5}

@@ -1,6 +1,7 @@
 """The edit nodes on the joint-attention families added beside Flux and SD3: a tiny Qwen-Image, a tiny Z-Image
-(NextDiT) and a tiny Chroma of ComfyUI's own classes and configs, with tiny Qwen2.5-VL / Qwen3 text encoders on
-the real Qwen tokenizer (T5 on its own for Chroma); the word positions of the chat-template contexts, identity,
+(NextDiT), a tiny Chroma and a tiny Flux.2 of ComfyUI's own classes and configs, with tiny Qwen2.5-VL / Qwen3
+text encoders on the real Qwen tokenizer (T5 on its own for Chroma; Flux.1's T5 standing in for Flux.2's Mistral,
+whose tokenizer is not shipped with ComfyUI); the word positions of the chat-template contexts, identity,
 fused == reference, the edit acts, no leak, errors, composition."""
 
 import pytest
@@ -10,20 +11,36 @@ from test_dit import EDITS, SAMPLERS, SOURCE, WINDOWS, relative, unedited
 from devtools import harness as comfy_harness
 from devtools.graphs import edit_graph
 
-FAMILIES = ["qwen_image", "z_image", "chroma"]
+FAMILIES = ["qwen_image", "z_image", "chroma", "flux2"]
 """The tiny models of the families tested here: Qwen-Image (Qwen2.5-VL 7B's layout as text encoder), Z-Image
-(NextDiT, Qwen3 4B's layout), Chroma (Flux's blocks, T5)."""
-IDENTITY_SAMPLERS = {"qwen_image": SAMPLERS, "z_image": ["euler", "dpmpp_2m_sde"], "chroma": ["euler"]}
+(NextDiT, Qwen3 4B's layout), Chroma (Flux's blocks, T5), Flux.2 (Flux's class, its flux2 blocks)."""
+IDENTITY_SAMPLERS = {
+    "qwen_image": SAMPLERS,
+    "z_image": ["euler", "dpmpp_2m_sde"],
+    "chroma": ["euler"],
+    "flux2": ["euler"],
+}
 """The samplers each family's identity edit runs on: all five for the most used family, fewer for the others
-(CI time; Chroma runs Flux's blocks, whose five are in test_dit.py)."""
-EDIT_NAMES = {"qwen_image": list(EDITS), "z_image": list(EDITS), "chroma": ["replace+reweight"]}
+(CI time; Chroma and Flux.2 run Flux's family object, whose five are in test_dit.py)."""
+EDIT_NAMES = {
+    "qwen_image": list(EDITS),
+    "z_image": ["reweight", "replace+reweight"],
+    "chroma": ["replace+reweight"],
+    "flux2": ["replace+reweight"],
+}
 """The edits of test_dit.EDITS each family's fused == reference test runs."""
-MODEL_CLASS = {"qwen_image": "QwenImage", "z_image": "Lumina2", "chroma": "Chroma"}
+NEW_OBJECTS = ["qwen_image", "z_image", "chroma"]
+"""The families with a family object of their own (Chroma: Flux's on another class), whose q/k injection is
+checked block by block and against its window, and whose plain model is checked after a run. Not the tiny
+Flux.2, which runs Flux's family object itself (checked so on Flux in test_dit.py), and whose output hardly
+depends on the prompt (its source and target prompts sampled alone differ by 2 %)."""
+MODEL_CLASS = {"qwen_image": "QwenImage", "z_image": "Lumina2", "chroma": "Chroma", "flux2": "Flux2"}
 """ComfyUI's model class of each, as the errors name it."""
-CALLS_PER_STEP = {"qwen_image": 2 * 3, "z_image": 2 * (2 + 2 + 3), "chroma": 2 * (2 + 2)}
+CALLS_PER_STEP = {"qwen_image": 2 * 3, "z_image": 2 * (2 + 2 + 3), "chroma": 2 * (2 + 2), "flux2": 2 + 2}
 """The attention calls of one sampling step, in two model calls (the prompts' and the empty negative's contexts
 differ in length, so ComfyUI does not batch them): Qwen-Image's 3 joint blocks; Z-Image's 2 context refiner
-(text alone), 2 noise refiner (image alone) and 3 joint layers; Chroma's 2 double and 2 single blocks."""
+(text alone), 2 noise refiner (image alone) and 3 joint layers; Chroma's 2 double and 2 single blocks; Flux.2's
+2 double and 2 single blocks in one model call (its T5 context, at least 256 tokens, batches with the negative)."""
 
 
 def test_qwen_image_prompts_are_the_words_after_the_chat_template_and_padded_to_one_length(comfy):
@@ -53,7 +70,7 @@ def test_qwen_image_prompts_are_the_words_after_the_chat_template_and_padded_to_
 def test_identity_edit_reproduces_the_source_bit_for_bit(captured, family, sampler):
     comfy_harness.run_graph(edit_graph(family=family, source=SOURCE, target=SOURCE, sampler=sampler, steps=3))
     out = captured["out"]
-    assert out.shape[:2] == (2, 16) and torch.isfinite(out).all()
+    assert out.shape[0] == 2 and torch.isfinite(out).all()
     assert torch.equal(out[0], out[1])
 
 
@@ -72,7 +89,7 @@ def test_edit_equals_the_explicit_reference_and_changes_the_target(captured, fam
     assert relative(fused[1], unedited(settings["target"], **settings)) > 1e-2
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", NEW_OBJECTS)
 def test_injection_acts_in_its_window_and_its_early_blocks(captured, family):
     """coarse (the default) injects in the early blocks (Qwen-Image, Z-Image: the first third, 1 of 3; Chroma, as
     Flux: its double blocks), all in every block; outside cross_replace the target is its own prompt's sample."""
@@ -88,7 +105,7 @@ def test_injection_acts_in_its_window_and_its_early_blocks(captured, family):
     assert relative(none[1], alone) < 1e-5
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", NEW_OBJECTS)
 def test_plain_model_samples_bit_identically_after_a_p2p_run(captured, family):
     plain = dict(family=family, edit=None, batch=2, steps=3)
     comfy_harness.run_graph(edit_graph(**plain, capture="before"))

@@ -420,7 +420,11 @@ def tiny_model(family: str, seed: int = 0):
         )
         clip_options = {"clip_l_model_config": {**TINY_CLIP, "projection_dim": 64}, "t5xxl_model_config": TINY_T5}
     elif family == "chroma":
-        config = comfy.supported_models.Chroma(TINY_CHROMA)
+        from comfy.ldm.chroma.model import ChromaParams
+
+        # ComfyUI 0.8 reads the context's position axes and the pooled width (Chroma: none) as Flux's
+        newer = {"txt_ids_dims": [], "vec_in_dim": None} if "txt_ids_dims" in ChromaParams.__dataclass_fields__ else {}
+        config = comfy.supported_models.Chroma({**TINY_CHROMA, **newer})
         clip_options = {"t5xxl_model_config": TINY_T5}
     elif family == "qwen_image":
         config = comfy.supported_models.QwenImage(TINY_QWEN_IMAGE)

@@ -221,20 +221,6 @@ def _padded(tokenizers, raw: list[dict], key: str) -> list[dict]:
     return [{**tokens, key: [tokens[key][0] + [(pad, 1.0, 0)] * (longest - len(tokens[key][0]))]} for tokens in raw]
 
 
-def _batched_masks(encoded: list[dict]) -> torch.Tensor | None:
-    """[P, L] the prompts' text attention masks (LLM encoders give one where a prompt is padded: 0 on the
-    padding), 1 everywhere for a prompt that has none; None where no prompt has one."""
-    masks = [e.get("attention_mask") for e in encoded]
-    if all(mask is None for mask in masks):
-        return None
-    return torch.cat(
-        [
-            mask if mask is not None else torch.ones(1, e["cond"].shape[1], dtype=torch.long)
-            for mask, e in zip(masks, encoded, strict=True)
-        ]
-    )
-
-
 def _check_clip_chunks(texts: list[str], raw: list[dict], clip_parts: tuple[str, ...]) -> None:
     """A UserError naming the prompts whose CLIP parts (SD3's, before its T5 part) differ in chunk count."""
     for key in clip_parts:
@@ -254,7 +240,9 @@ def encode_prompts(clip, source: str, targets: list[str]) -> tuple[list, PromptS
     batches conds: repeated keys leave attention unchanged. Not so in joint attention (the text keys
     share the softmax with the image keys): T5 prompts are padded to a common length instead, and SD3's
     CLIP parts (75 words a chunk, not padded) must have as many chunks in every prompt. LLM encoders'
-    prompts (Qwen-Image, Z-Image) are padded as T5's, their masks batched (0 on the padding).
+    prompts (Qwen-Image, Z-Image) are padded as T5's, without their masks: Z-Image's model pads the context
+    to a multiple of 32 tokens and not the mask (a mask with a 0 fails in 0.3.75; 0.8 has the same code), Qwen-Image's
+    reads none; the LLM is causal, so the padding leaves the prompt's own tokens as they are.
     """
     texts = [source, *targets]
     raw = [tokenize(clip, text, "target" if i else "source") for i, text in enumerate(texts)]
@@ -278,11 +266,8 @@ def encode_prompts(clip, source: str, targets: list[str]) -> tuple[list, PromptS
     length = math.lcm(*(e["cond"].shape[1] for e in encoded))
     cond = torch.cat([e["cond"].repeat(1, length // e["cond"].shape[1], 1) for e in encoded])
     extra = {}
-    masks = _batched_masks(encoded)
-    if masks is not None:
-        extra["attention_mask"] = masks
     for name, value in encoded[0].items():
-        if name in ("cond", "attention_mask"):
+        if name == "cond" or (name == "attention_mask" and parts[0] in CHAT_ENCODERS):
             continue
         if torch.is_tensor(value) and value.shape[0] == 1 and all(torch.is_tensor(e.get(name)) for e in encoded):
             extra[name] = torch.cat([e[name] for e in encoded])

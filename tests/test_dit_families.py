@@ -57,9 +57,8 @@ def test_qwen_image_prompts_are_the_words_after_the_chat_template_and_padded_to_
     assert source.length == 7 + 5
     assert {p.length for p in prompts.all} == {conditioning[0][0].shape[1]}
     assert prompts.targets[0].words == ("a", "blue", "dog")
-    # the padded targets' masks: 0 on their padding, 1 on the source (which is not padded)
-    mask = conditioning[0][1]["attention_mask"]
-    assert mask.shape == (3, 12) and mask[0].all() and mask[1].sum() == 3 + 5
+    assert prompts.targets[0].token_words == (0, 1, 2) + (-1,) * (5 + 4)  # the template's end, then 4 pads
+    assert "attention_mask" not in conditioning[0][1]
     with pytest.raises(ValueError, match=r"'zebra' is not in the prompt 'a blue dog' \(its words: a blue dog\)"):
         prompts.targets[0].find_phrase("zebra")
 
@@ -87,6 +86,18 @@ def test_edit_equals_the_explicit_reference_and_changes_the_target(captured, fam
     assert torch.equal(fused[0], captured["plain"][0])  # the source row samples as it would unedited
     # The edit acts: the target is not what its own prompt gives from the same noise.
     assert relative(fused[1], unedited(settings["target"], **settings)) > 1e-2
+
+
+@pytest.mark.parametrize("family", ["qwen_image", "z_image"])
+def test_prompts_of_different_lengths_are_edited(captured, family):
+    """A target shorter than the source is padded (Z-Image's model pads the context further, to 32 tokens, and
+    the re-weight factors with 1): the edit runs and equals its reference."""
+    weights = ("Reweight", {"weights": "dog=2.5", **WINDOWS})
+    settings = dict(family=family, target="a blue dog", edit="AttentionRefine", chain=[weights], steps=2)
+    comfy_harness.run_graph(edit_graph(**settings, capture="fused"))
+    comfy_harness.run_graph(edit_graph(**settings, capture="reference", reference=True))
+    assert torch.isfinite(captured["fused"]).all()
+    assert relative(captured["fused"], captured["reference"]) < 1e-4
 
 
 @pytest.mark.parametrize("family", NEW_OBJECTS)

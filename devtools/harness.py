@@ -181,11 +181,13 @@ def init_weights(module: torch.nn.Module, std: float = 0.02, attn_std: float = 0
 
 
 def init_dit_weights(dit: torch.nn.Module, hidden: int, std: float = 0.1, seed: int = 0) -> None:
-    """init_weights for a Flux or an SD3 MMDiT, so that its output depends on the prompt: the q/k RMSNorm scales 1
-    (init_weights zeroes Flux's as biases and draws SD3's `ln_q` / `ln_k` as weights) and every block's residual
-    gates open (bias 1 on the gate thirds of the (shift, scale, gate) modulations, `hidden` wide: at weights of
-    std 0.02 the gates stay near 0, and the text moves the output by 1e-5); SD3's position embedding the fixed
-    2-D sin-cos one its checkpoints hold."""
+    """init_weights for a DiT (Flux, SD3's MMDiT, Qwen-Image, NextDiT), so that its output depends on the prompt:
+    the q/k RMSNorm scales 1 (init_weights zeroes Flux's as biases and draws SD3's `ln_q` / `ln_k` as weights)
+    and every block's residual gates open (bias 1 on the gate thirds of the (shift, scale, gate) modulations,
+    `hidden` wide: at weights of std 0.02 the gates stay near 0, and the text moves the output by 1e-5;
+    Qwen-Image's `img_mod` / `txt_mod` likewise; NextDiT's tanh gates, the 2nd and 4th quarters of its (scale,
+    gate, scale, gate) modulation, and its context RMSNorm scale 1); SD3's position embedding the fixed 2-D
+    sin-cos one its checkpoints hold."""
     init_weights(dit, std=std, seed=seed)
     with torch.no_grad():
         for name, p in dit.named_parameters():

@@ -121,11 +121,24 @@ def run_graph(graph: dict, keep_outputs: bool = False) -> dict:
         caching_executor() if keep_outputs else execution.PromptExecutor(_Server(), cache_args={"lru": 0, "ram": 0})
     )
     executor.execute(graph, prompt_id, {}, outputs)
+    forget_dead_clones()
     if not executor.success:
         errors = [data for event, data in executor.status_messages if event == "execution_error"]
         message = errors[0]["exception_message"] if errors else "execution failed"
         raise GraphError(message, errors)
     return executor.history_result["outputs"]
+
+
+def forget_dead_clones() -> None:
+    """Drop ComfyUI's loaded-model entries of model clones that are gone (an edit node's clone, after its
+    graph ran) while the model they cloned lives on in tiny_model's cache. ComfyUI takes such an entry for a
+    leak and runs a full `gc.collect()` (0.6 s in this process) before every later model load, for as long as
+    the entry stays: with tiny models of several families in one session that was most of a test's time. The
+    weights stay where they are (the CPU)."""
+    import comfy.model_management
+
+    loaded = comfy.model_management.current_loaded_models
+    loaded[:] = [entry for entry in loaded if not entry.is_dead()]
 
 
 def free_models() -> None:
@@ -168,22 +181,28 @@ def init_weights(module: torch.nn.Module, std: float = 0.02, attn_std: float = 0
 
 
 def init_dit_weights(dit: torch.nn.Module, hidden: int, std: float = 0.1, seed: int = 0) -> None:
-    """init_weights for a Flux or an SD3 MMDiT, so that its output depends on the prompt: the q/k RMSNorm scales 1
-    (init_weights zeroes Flux's as biases and draws SD3's `ln_q` / `ln_k` as weights) and every block's residual
-    gates open (bias 1 on the gate thirds of the (shift, scale, gate) modulations, `hidden` wide: at weights of
-    std 0.02 the gates stay near 0, and the text moves the output by 1e-5); SD3's position embedding the fixed
-    2-D sin-cos one its checkpoints hold."""
+    """init_weights for a DiT (Flux, SD3's MMDiT, Qwen-Image, NextDiT), so that its output depends on the prompt:
+    the q/k RMSNorm scales 1 (init_weights zeroes Flux's as biases and draws SD3's `ln_q` / `ln_k` as weights)
+    and every block's residual gates open (bias 1 on the gate thirds of the (shift, scale, gate) modulations,
+    `hidden` wide: at weights of std 0.02 the gates stay near 0, and the text moves the output by 1e-5;
+    Qwen-Image's `img_mod` / `txt_mod` likewise; NextDiT's tanh gates, the 2nd and 4th quarters of its (scale,
+    gate, scale, gate) modulation, and its context RMSNorm scale 1); SD3's position embedding the fixed 2-D
+    sin-cos one its checkpoints hold."""
     init_weights(dit, std=std, seed=seed)
     with torch.no_grad():
         for name, p in dit.named_parameters():
             if name.endswith(("norm.scale", "ln_q.weight", "ln_k.weight")):
                 p.fill_(1.0)
-            elif name.endswith(("mod.lin.bias", "modulation.lin.bias")) or (
+            elif name.endswith(("mod.lin.bias", "modulation.lin.bias", "img_mod.1.bias", "txt_mod.1.bias")) or (
                 name.startswith("joint_blocks.")
                 and name.endswith("adaLN_modulation.1.bias")
                 and p.numel() % (3 * hidden) == 0
             ):
                 p.view(-1, 3, hidden)[:, 2] = 1.0
+            elif name.endswith("adaLN_modulation.0.bias") and p.numel() == 4 * hidden:  # NextDiT: tanh gates
+                p.view(4, hidden)[1::2] = 1.0
+            elif name == "cap_embedder.0.weight":  # NextDiT: the context's RMSNorm scale
+                p.fill_(1.0)
         if getattr(dit, "pos_embed", None) is not None:  # SD3: a buffer ComfyUI leaves uninitialised (torch.empty)
             from comfy.ldm.modules.diffusionmodules.mmdit import get_2d_sincos_pos_embed
 
@@ -227,6 +246,48 @@ TINY_FLUX = {
     "qkv_bias": True,
 }
 """Flux.1's layout (double then single blocks, RoPE on 3 axes, 16 latent channels in 2x2 patches), 64 wide."""
+TINY_FLUX2 = {
+    **TINY_FLUX,
+    "image_model": "flux2",
+    "in_channels": 128,
+    "out_channels": 128,
+    "patch_size": 1,
+    "vec_in_dim": None,
+    "axes_dim": [4, 4, 4, 4],
+    "mlp_ratio": 3.0,
+    "theta": 2000,
+    "global_modulation": True,
+    "mlp_silu_act": True,
+    "qkv_bias": False,
+    "ops_bias": False,
+    "default_ref_method": "index",
+    "ref_index_scale": 10.0,
+    "guidance_embed": True,
+}
+"""Flux.2's transformer as model_detection reads it (128 latent channels unpatched, RoPE on 4 axes, one
+modulation shared by all double and by all single blocks, no pooled vector), 64 wide. Its text encoder
+(Mistral 3 Small, whose tokenizer ComfyUI reads from the checkpoint: none offline) stands in as Flux.1's T5."""
+TINY_CHROMA = {
+    "image_model": "chroma",
+    "in_channels": 64,
+    "out_channels": 64,
+    "context_in_dim": TINY_T5["d_model"],
+    "hidden_size": 64,
+    "mlp_ratio": 2.0,
+    "num_heads": 4,
+    "depth": 2,
+    "depth_single_blocks": 2,
+    "axes_dim": [4, 6, 6],
+    "theta": 10000,
+    "patch_size": 2,
+    "qkv_bias": True,
+    "in_dim": 64,
+    "out_dim": 64,
+    "hidden_dim": 128,
+    "n_layers": 2,
+}
+"""Chroma as model_detection reads it (Flux's blocks without their own modulation, the approximator that makes
+every block's modulation from the timestep, 16 latent channels in 2x2 patches), 64 wide, T5 alone."""
 TINY_SD3_T5 = {"d_model": 4096, "d_ff": 64, "d_kv": 16, "num_heads": 2, "num_layers": 1}
 """SD3 concatenates the T5 tokens after the CLIP-L/G ones padded to 4096 features: its T5 is T5-XXL's width."""
 TINY_SD3 = {
@@ -245,13 +306,48 @@ TINY_SD3 = {
 """SD3's MMDiT as ComfyUI detects it from a checkpoint (model_detection): 3 joint blocks, 64 per head as every
 MMDiT (192 wide, 3 heads), up to 16x16 patches (256 px), the context the CLIP-L/G (64 + 96 features here) and
 T5 tokens padded to 4096, the pooled CLIP-L and CLIP-G vectors (64 + 96) as its `y`."""
+TINY_LLM = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 3, "num_attention_heads": 2}
+"""An LLM text encoder of ComfyUI's Llama class (Qwen2.5-VL's or Qwen3's layout, 128 per head, their
+vocabulary and tokenizer), 64 wide, 3 layers (Z-Image reads the second to last)."""
+TINY_QWEN_IMAGE = {
+    "image_model": "qwen_image",
+    "in_channels": 64,
+    "num_layers": 3,
+    "attention_head_dim": 16,
+    "num_attention_heads": 4,
+    "joint_attention_dim": TINY_LLM["hidden_size"],
+    "axes_dims_rope": [4, 6, 6],
+}
+"""Qwen-Image's transformer as model_detection reads it (16 latent channels in 2x2 patches, its joint blocks
+over [text, image]), 3 blocks of 4 heads of 16, its context the Qwen2.5-VL hidden states."""
+TINY_Z_IMAGE = {
+    "image_model": "lumina2",
+    "patch_size": 2,
+    "in_channels": 16,
+    "dim": 256,
+    "cap_feat_dim": TINY_LLM["hidden_size"],
+    "n_layers": 3,
+    "qk_norm": True,
+    "n_heads": 4,
+    "n_kv_heads": 4,
+    "axes_dims": [16, 24, 24],
+    "axes_lens": [1536, 512, 512],
+    "rope_theta": 256.0,
+    "ffn_dim_multiplier": 8.0 / 3.0,
+    "z_image_modulation": True,
+    "time_scale": 1000.0,
+    "pad_tokens_multiple": 32,
+}
+"""Z-Image's NextDiT as model_detection reads it (its RoPE theta, time scale and modulation, text and image
+tokens each padded to a multiple of 32, the two context and two noise refiner layers), 3 layers of 4 heads of
+64, 256 wide (its modulation reads a 256-wide time embedding), its context the Qwen3 hidden states."""
 
 
 @cache
 def tiny_model(family: str, seed: int = 0):
     """(MODEL, CLIP, VAE) of a tiny `sd15`, `sd15_v` (v-prediction), `sdxl`, `flux` (Flux.1 dev: guidance
     embedded, T5 + pooled CLIP-L), `flux_schnell`, `sd3` (SD3 medium's MMDiT, CLIP-L/G + T5), `sd3_no_t5` (its
-    CLIP without T5) or `sd35_medium` (MMDiT-X: q/k RMSNorm, image-only self-attention in the first two joint
+    CLIP without T5), `sd35_medium` (MMDiT-X: q/k RMSNorm, image-only self-attention in the first two joint
     blocks) model; `hunyuan_dit` is a MODEL alone (CLIP and VAE None)."""
     boot()
     import comfy.model_base
@@ -314,6 +410,31 @@ def tiny_model(family: str, seed: int = 0):
             "clip_g_model_config": {**TINY_CLIP, "hidden_size": 96, "intermediate_size": 192, "projection_dim": 96},
             "t5xxl_model_config": TINY_SD3_T5,
         }
+    elif family == "flux2":
+        import comfy.supported_models_base
+        import comfy.text_encoders.flux
+        from comfy.ldm.flux.model import FluxParams
+
+        newer = {"txt_ids_dims": [3]} if "txt_ids_dims" in FluxParams.__dataclass_fields__ else {}
+        config = comfy.supported_models.Flux2({**TINY_FLUX2, **newer})
+        clip_target = comfy.supported_models_base.ClipTarget(
+            comfy.text_encoders.flux.FluxTokenizer, comfy.text_encoders.flux.flux_clip()
+        )
+        clip_options = {"clip_l_model_config": {**TINY_CLIP, "projection_dim": 64}, "t5xxl_model_config": TINY_T5}
+    elif family == "chroma":
+        from comfy.ldm.chroma.model import ChromaParams
+
+        # ComfyUI 0.8 reads the context's position axes and the pooled width (Chroma: none) as Flux's
+        newer = {"txt_ids_dims": [], "vec_in_dim": None} if "txt_ids_dims" in ChromaParams.__dataclass_fields__ else {}
+        config = comfy.supported_models.Chroma({**TINY_CHROMA, **newer})
+        clip_options = {"t5xxl_model_config": TINY_T5}
+    elif family == "qwen_image":
+        config = comfy.supported_models.QwenImage(TINY_QWEN_IMAGE)
+        llm = {**TINY_LLM, "num_key_value_heads": 1}
+        clip_options = {"qwen25_7b_model_config": llm}
+    elif family == "z_image":
+        config = comfy.supported_models.ZImage(TINY_Z_IMAGE)
+        clip_options = {"qwen3_4b_model_config": {**TINY_LLM, "num_key_value_heads": 1}}
     elif family == "hunyuan_dit":  # a family the pack refuses: the model alone (no CLIP, no VAE)
         config = comfy.supported_models.HunyuanDiT(
             {"image_model": "hydit", "hidden_size": 64, "depth": 2, "num_heads": 4, "input_size": 8}
@@ -325,8 +446,11 @@ def tiny_model(family: str, seed: int = 0):
     if family == "sd15_v":
         config.model_type = lambda *args, **kwargs: comfy.model_base.ModelType.V_PREDICTION
     unet = config.get_model({})
-    if family.startswith(("flux", "sd3")):
-        init_dit_weights(unet.diffusion_model, unet.diffusion_model.hidden_size, seed=seed)
+    if family.startswith(("flux", "sd3", "qwen", "z_image", "chroma")):
+        dit = unet.diffusion_model
+        init_dit_weights(
+            dit, getattr(dit, "hidden_size", None) or getattr(dit, "inner_dim", None) or dit.dim, seed=seed
+        )
     else:
         init_weights(unet, seed=seed)
     unet.eval()
@@ -336,6 +460,9 @@ def tiny_model(family: str, seed: int = 0):
     if clip_options is None:
         return model, None, None
     clip = comfy.sd.CLIP(clip_target or config.clip_target({}), model_options=clip_options)
+    vision_llm = getattr(getattr(clip.cond_stage_model, "qwen25_7b", None), "transformer", None)
+    if vision_llm is not None:  # Qwen2.5-VL's vision tower (0.6B weights at its fixed size) reads images, no text
+        del vision_llm.visual
     init_weights(clip.cond_stage_model, seed=seed + 1, attn_std=0.02)
     taesd = comfy.taesd.taesd.TAESD(latent_channels=config.latent_format.latent_channels)
     init_weights(taesd, std=0.05, seed=seed + 2)

@@ -14,7 +14,14 @@ from ..p2p_core.edits import EditPlan
 from ..p2p_core.schedules import Window
 from ..p2p_core.tokens import PromptSet
 from .errors import UserError, check_same_prompts
-from .joint_models import FluxAttention, JointAttention, SD3Attention
+from .joint_models import (
+    ChromaAttention,
+    FluxAttention,
+    JointAttention,
+    NextDiTAttention,
+    QwenImageAttention,
+    SD3Attention,
+)
 from .sampling import WRAPPER_KEY, edit_outer_sample, edit_sampler_sample
 from .state import STATE_KEY, EditState, edit_state
 from .unet import UNetAttention
@@ -37,7 +44,14 @@ class AttentionFamily(Protocol):
         processor counts its calls in the run's EditRun (`EditRun.count`, one of `kinds`)."""
 
 
-FAMILIES: tuple[AttentionFamily, ...] = (UNetAttention(), FluxAttention(), SD3Attention())
+FAMILIES: tuple[AttentionFamily, ...] = (
+    UNetAttention(),
+    FluxAttention(),
+    SD3Attention(),
+    QwenImageAttention(),
+    NextDiTAttention(),
+    ChromaAttention(),
+)
 
 
 def model_family(model) -> str:

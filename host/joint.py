@@ -1,11 +1,13 @@
 """The joint-attention edit in the host: the `optimized_attention_override` every attention call of a
-joint-attention model (Flux.1, SD3/SD3.5; their sites and hooks in host/joint_models.py) goes through while
-the edit samples, and the edit plan it applies. ComfyUI's own hooks only; no model class or forward touched.
+joint-attention model (Flux.1, Flux.2, Chroma, SD3/SD3.5, Qwen-Image, Z-Image / Lumina 2; their sites and hooks
+in host/joint_models.py) goes through while the edit samples, and the edit plan it applies. ComfyUI's own
+hooks only; no model class or forward touched.
 
 Every attention call reaches the override with q, k, v: [B, H, N, D] (heads first, post-RoPE,
 `skip_reshape=True`: Flux) or [B, N, H*D] (SD3, whose v is [B, N, H, D]), over N = text + image tokens.
 The override reads from `transformer_options` which block the call belongs to (`block_type` /
-`block_index`: Flux sets them, SD3's block wrapper adds them), the call's text token count
+`block_index`: Flux, Chroma, Qwen-Image set them, SD3's block wrapper adds them, NextDiT's count of its
+joint calls names them where the model does not), the call's text token count
 (`TEXT_TOKENS_KEY`) and, where the family records it, its image token count (`IMAGE_TOKENS_KEY`: a call
 of any other length, such as the image-only second attention of an MMDiT-X block, is not a joint call),
 the rows from `cond_or_uncond` as the UNet path, and calls the core's joint edit (p2p_core/joint.py) on
@@ -14,8 +16,9 @@ the host's kernel, or the previous override where another pack put one.
 An edit node's plan (EditPlan) becomes a JointPlan (p2p_core/joint_plan.py): the target's image-token q
 and k take the source's in the blocks the family picks for `self_layers`, while `cross_replace` (from
 `cross_start`) covers the step; the re-weight factors of the target's text positions (Flux: T5; SD3: its
-CLIP and its T5 part) scale its image->text weights in that window. No token mapper: AttentionReplace and
-AttentionRefine edit alike; `self_replace` has no role.
+CLIP and its T5 part; Qwen-Image, Z-Image: their LLM's; 1 on a model's own text padding) scale its
+image->text weights in that window. No token mapper: AttentionReplace and AttentionRefine edit alike;
+`self_replace` has no role.
 
 The map observers (LocalBlend's and AttentionMapRecorder's recorders, EditState.observers) see the calls of
 the blocks the family chose for maps (`observed`), before the edit: a p2p_core/joint_maps.py JointMapCall,
@@ -49,6 +52,12 @@ IMAGE_TOKENS_KEY = "p2p_image_tokens"
 (SD3's block wrapper); absent, any call longer than the text is taken for a joint call (Flux)."""
 IMAGE_GRID_KEY = "p2p_image_grid"
 """`transformer_options` key of the (h, w) grid of the model call's image tokens (set by the family's hook)."""
+CONTEXT_TOKENS_KEY = "p2p_context_tokens"
+"""`transformer_options` key of the context's own token count, where the model pads the text tokens of its
+joint calls beyond it (NextDiT pads them to a multiple of 32): the padding takes no re-weight factor."""
+CALLS_KEY = "p2p_joint_calls"
+"""`transformer_options` key of a counter of the joint calls of one model call, where the model labels none of
+its blocks (NextDiT on ComfyUI 0.3.75): the n-th joint call is block ("double", n)."""
 KIND = "joint"
 """The one kind of attention the joint families patch: every joint call of their blocks."""
 
@@ -72,8 +81,8 @@ def joint_plan(plan: EditPlan, injected: frozenset[Block]) -> JointPlan:
     end = _uniform([t.end for t in plan.targets])
     if start is None or end is None:
         raise UserError(
-            "word_schedule: per-word windows do not apply to joint-attention models (Flux, SD3): the edit replaces "
-            "the target's image-token queries and keys, not words' maps; leave word_schedule empty"
+            "word_schedule: per-word windows do not apply to joint-attention models (Flux, SD3, Qwen-Image, ...): "
+            "the edit replaces the target's image-token queries and keys, not words' maps; leave word_schedule empty"
         )
     weights = torch.stack([t.weight for t in plan.targets])
     window = Window(start, end)
@@ -81,13 +90,16 @@ def joint_plan(plan: EditPlan, injected: frozenset[Block]) -> JointPlan:
     return JointPlan(len(plan.targets), injected, window, text_weights, weight_window=window)
 
 
-def tiled_weights(plan: JointPlan, text: int) -> JointPlan:
-    """The plan with its [T, L] weights tiled to a call of `text` text tokens (ComfyUI repeats a context
-    to the common length of the batched conds; each copy of a token takes its factor)."""
+def tiled_weights(plan: JointPlan, text: int, context: int | None = None) -> JointPlan:
+    """The plan with its [T, L] weights tiled to a context of `context` tokens (ComfyUI repeats a context
+    to the common length of the batched conds; each copy of a token takes its factor) and padded with 1 to
+    the call's `text` tokens (the model's own padding; `context` None: `text`, no padding)."""
     length = plan.text_weights.shape[1]
-    if text % length:
-        raise ValueError(f"the model call has {text} text tokens, not a multiple of the prompts' {length}")
-    return replace(plan, text_weights=plan.text_weights.tile(1, text // length))
+    context = text if context is None else context
+    if context % length:
+        raise ValueError(f"the model call has {context} context tokens, not a multiple of the prompts' {length}")
+    tiled = plan.text_weights.tile(1, context // length)
+    return replace(plan, text_weights=torch.nn.functional.pad(tiled, (0, text - context), value=1.0))
 
 
 class JointAttentionPatch:
@@ -103,15 +115,16 @@ class JointAttentionPatch:
         self.inner = inner
         self.observed = observed
         """Blocks whose calls the map observers see (the family's `map_blocks`; empty without observers)."""
-        self._by_text: dict[int, JointPlan] = {}
+        self._by_text: dict[tuple[int, int | None], JointPlan] = {}
 
-    def plan_for(self, text: int) -> JointPlan:
-        """The plan for a call of `text` text tokens (its weights tiled once per length)."""
+    def plan_for(self, text: int, context: int | None = None) -> JointPlan:
+        """The plan for a call of `text` text tokens, `context` of them the context's (tiled_weights; once per
+        length)."""
         if self.plan.text_weights is None:
             return self.plan
-        if text not in self._by_text:
-            self._by_text[text] = tiled_weights(self.plan, text)
-        return self._by_text[text]
+        if (text, context) not in self._by_text:
+            self._by_text[text, context] = tiled_weights(self.plan, text, context)
+        return self._by_text[text, context]
 
     def __call__(self, func, *args: Any, **kwargs: Any) -> torch.Tensor:
         def kernel(*call_args: Any, **call_kwargs: Any) -> torch.Tensor:
@@ -131,14 +144,16 @@ class JointAttentionPatch:
         image = options.get(IMAGE_TOKENS_KEY)
         if not 0 < text < tokens or (image is not None and tokens != text + image):
             return kernel(*args, **kwargs)  # not a joint call over the context and the image
+        block = (options.get("block_type"), options.get("block_index"))
+        if block[1] is None and CALLS_KEY in options:
+            block = ("double", next(options[CALLS_KEY]))
         starts = cond_chunk_starts(options, q.shape[0], run.state.prompts.rows)
         run.count(KIND, starts, q.shape[0])
-        block = (options.get("block_type"), options.get("block_index"))
         observe = bool(starts) and block in self.observed and bool(run.state.observers)
         if not observe and (not starts or not self.plan.targets):
             return kernel(*args, **kwargs)
         step = run.step(options)
-        plan = self.plan_for(text)
+        plan = self.plan_for(text, options.get(CONTEXT_TOKENS_KEY))
         terms = plan.terms(block, *step, text, q.device, q.dtype) if self.plan.targets else None
         if terms is None and not observe:
             return kernel(*args, **kwargs)

@@ -3,13 +3,21 @@ their blocks `self_layers` names, and the hook that tells the override (host/joi
 token counts of each call. Both put one JointAttentionPatch, as the `optimized_attention_override`, on the
 transformer options of each sampling run of the edit; what differs by family is here, in its object.
 
-- Flux.1 (and the models on Flux's blocks): Flux sets `block_type` / `block_index` itself; a
-  DIFFUSION_MODEL wrapper records the context's token count (the text of every joint call).
+- Flux.1 (and the models on Flux's blocks: Flux.2 of the same class, Chroma of its own): they set `block_type`
+  / `block_index` themselves; a DIFFUSION_MODEL wrapper records the context's token count (the text of every
+  joint call).
 - SD3 / SD3.5 (MMDiT, MMDiT-X): SD3 sets no block, so a `patches_replace["dit"]` wrapper on each joint block
   ("double_block", i) puts the block, its text and its image token counts in a copy of the block's
   transformer options and runs the block (or the replace another pack put on that key, which it wraps).
   The image count lets the override tell the joint call from the image-only second call of an MMDiT-X
   block (`x_block_self_attn`), which it leaves as it is.
+- Qwen-Image: one kind of block, two-stream over [text, image] as Flux's double blocks; it labels its blocks
+  ("double", i) itself, and Flux's DIFFUSION_MODEL wrapper records the text length.
+- Z-Image and Lumina 2 (NextDiT): a context refiner (text alone) and a noise refiner (image alone), then
+  single-stream layers over [text, image], each padded to a multiple of `pad_tokens_multiple`. A
+  DIFFUSION_MODEL wrapper records the padded text and image counts (only a call of both is a joint call: the
+  refiners' stay whole), the context's own count (the padding takes no re-weight factor) and a counter of the
+  joint calls, which names the layer where the model labels none (ComfyUI 0.3.75; 0.8 labels them).
 
 With map observers (LocalBlend, AttentionMapRecorder), both families also record the grid of the image
 tokens of each model call (`record_image_grid`, an APPLY_MODEL wrapper: the latent's side over the
@@ -19,16 +27,22 @@ model's patch size) and name the blocks whose image->text maps the observers ave
 from __future__ import annotations
 
 import inspect
+import itertools
 import math
 from typing import Any, NamedTuple
 
 import comfy.patcher_extension
 import torch
+from comfy.ldm.chroma.model import Chroma
 from comfy.ldm.flux.model import Flux
+from comfy.ldm.lumina.model import NextDiT
 from comfy.ldm.modules.diffusionmodules.mmdit import MMDiT
+from comfy.ldm.qwen_image.model import QwenImageTransformer2DModel
 
 from ..p2p_core.joint_plan import Block
 from .joint import (
+    CALLS_KEY,
+    CONTEXT_TOKENS_KEY,
     IMAGE_GRID_KEY,
     IMAGE_TOKENS_KEY,
     KIND,
@@ -131,15 +145,17 @@ def record_text_tokens(executor: Any, *args: Any, **kwargs: Any) -> torch.Tensor
 
 
 class FluxAttention(JointAttention):
-    """Flux.1 dev/schnell: its double (two-stream) and single blocks."""
+    """Flux.1 dev/schnell (and Flux.2, of the same class): its double (two-stream) and single blocks."""
 
-    name = "joint attention (Flux.1 dev/schnell)"
+    name = "joint attention (Flux.1 dev/schnell, Flux.2)"
     kinds = {KIND: "joint attention (Flux double/single blocks)"}
+    diffusion_class: type = Flux
+    """The diffusion model class of the family's models."""
 
     def sites(self, model) -> list[JointSite]:
         """A JointSite for ("double", i) and ("single", i) of every block of a Flux model."""
         flux = model.model.diffusion_model
-        if not isinstance(flux, Flux):
+        if not isinstance(flux, self.diffusion_class):
             return []
         double = [
             JointSite(("double", i), not getattr(b, "flipped_img_txt", False)) for i, b in enumerate(flux.double_blocks)
@@ -157,13 +173,90 @@ class FluxAttention(JointAttention):
             return frozenset(double + single[: len(single) // 2])
         return frozenset(double + single)
 
+    model_wrapper = staticmethod(record_text_tokens)
+    """The DIFFUSION_MODEL wrapper that records the token counts of each model call."""
+
     def install_hooks(self, options: dict, sites: list[JointSite]) -> None:
-        """`record_text_tokens` as a DIFFUSION_MODEL wrapper of the run (Flux sets the block itself)."""
+        """`model_wrapper` as a DIFFUSION_MODEL wrapper of the run (Flux sets the block itself)."""
         wrappers = dict(options.get("wrappers", {}))
         model_wrappers = dict(wrappers.get(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, {}))
-        model_wrappers[WRAPPER_KEY] = [record_text_tokens]
+        model_wrappers[WRAPPER_KEY] = [self.model_wrapper]
         wrappers[comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL] = model_wrappers
         options["wrappers"] = wrappers
+
+
+class ChromaAttention(FluxAttention):
+    """Chroma (and Chroma Radiance): Flux's double and single blocks, modulated by its own approximator."""
+
+    name = "joint attention (Chroma)"
+    kinds = {KIND: "joint attention (Chroma double/single blocks)"}
+    diffusion_class = Chroma
+
+
+def early_blocks(sites: list[JointSite], min_factor: int) -> frozenset[Block]:
+    """The early blocks, where Shin et al. 2025 find the layout is set: coarse the first third of the blocks,
+    medium the first two thirds, all every block (at least one block each)."""
+    blocks = [site.block for site in sites]
+    share = {4: 1 / 3, 2: 2 / 3}.get(min_factor, 1.0)
+    return frozenset(blocks[: max(1, math.ceil(share * len(blocks)))])
+
+
+class QwenImageAttention(FluxAttention):
+    """Qwen-Image (and Qwen-Image-Edit): its transformer blocks, each a joint call over [text, image] (the
+    image tokens followed by those of the reference latents, where the edit model has them)."""
+
+    name = "joint attention (Qwen-Image)"
+    kinds = {KIND: "joint attention (Qwen-Image transformer blocks)"}
+
+    def sites(self, model) -> list[JointSite]:
+        """A JointSite for ("double", i) of every transformer block of a Qwen-Image model."""
+        qwen = model.model.diffusion_model
+        if not isinstance(qwen, QwenImageTransformer2DModel):
+            return []
+        return [JointSite(("double", i), True) for i in range(len(qwen.transformer_blocks))]
+
+    def injected_blocks(self, sites: list[JointSite], min_factor: int) -> frozenset[Block]:
+        """early_blocks: coarse the first third of the 60 blocks, medium two thirds, all every block."""
+        return early_blocks(sites, min_factor)
+
+
+def record_nextdit_tokens(executor: Any, *args: Any, **kwargs: Any) -> torch.Tensor:
+    """NextDiT's DIFFUSION_MODEL wrapper: puts in the call's `transformer_options` the text and image token
+    counts of its joint calls (the context's L and the image's ceil(h / p) * ceil(w / p) patches, each padded
+    up to a multiple of the model's `pad_tokens_multiple`), L itself and a fresh counter of the joint calls,
+    then runs the model. x: [B, C, h, w]; context: [B, L, features]."""
+    bound = inspect.signature(executor.original).bind(*args, **kwargs).arguments
+    options = bound.get("transformer_options") or bound.get("kwargs", {}).get("transformer_options")
+    if options is not None:
+        dit = executor.class_obj
+        multiple = dit.pad_tokens_multiple or 1
+        height, width = bound["x"].shape[-2:]
+        patches = math.ceil(height / dit.patch_size) * math.ceil(width / dit.patch_size)
+        context = bound["context"].shape[1]
+        options[TEXT_TOKENS_KEY] = math.ceil(context / multiple) * multiple
+        options[IMAGE_TOKENS_KEY] = math.ceil(patches / multiple) * multiple
+        options[CONTEXT_TOKENS_KEY] = context
+        options[CALLS_KEY] = itertools.count()
+    return executor(*args, **kwargs)
+
+
+class NextDiTAttention(FluxAttention):
+    """Z-Image and Lumina 2 (NextDiT): its single-stream layers over [text, image], ("double", i)."""
+
+    name = "joint attention (Z-Image / Lumina 2 NextDiT)"
+    kinds = {KIND: "joint attention (NextDiT layers)"}
+    model_wrapper = staticmethod(record_nextdit_tokens)
+
+    def sites(self, model) -> list[JointSite]:
+        """A JointSite for ("double", i) of every layer of a NextDiT model (not its refiners)."""
+        dit = model.model.diffusion_model
+        if not isinstance(dit, NextDiT):
+            return []
+        return [JointSite(("double", i), True) for i in range(len(dit.layers))]
+
+    def injected_blocks(self, sites: list[JointSite], min_factor: int) -> frozenset[Block]:
+        """early_blocks: coarse the first third of the layers, medium two thirds, all every layer."""
+        return early_blocks(sites, min_factor)
 
 
 class BlockLabel:
@@ -204,11 +297,8 @@ class SD3Attention(JointAttention):
         return [JointSite(("double", i), True) for i in range(len(mmdit.joint_blocks))]
 
     def injected_blocks(self, sites: list[JointSite], min_factor: int) -> frozenset[Block]:
-        """The early blocks, where Shin et al. 2025 find the layout is set: coarse the first third of the joint
-        blocks, medium the first two thirds, all every block (at least one block each)."""
-        blocks = [site.block for site in sites]
-        share = {4: 1 / 3, 2: 2 / 3}.get(min_factor, 1.0)
-        return frozenset(blocks[: max(1, math.ceil(share * len(blocks)))])
+        """early_blocks: coarse the first third of the joint blocks, medium two thirds, all every block."""
+        return early_blocks(sites, min_factor)
 
     def install_hooks(self, options: dict, sites: list[JointSite]) -> None:
         """A BlockLabel on every joint block's `patches_replace["dit"]` key, wrapping the replace found there."""

@@ -17,6 +17,11 @@ WORD_START = "\u2581"
 """SentencePiece's mark of a word's first token (T5: Flux's text encoder)."""
 T5_KEY = "t5xxl"
 """The key of the T5 tokens in a ComfyUI token dict (Flux: the model's context; SD3: beside CLIP-L/G)."""
+CHAT_ENCODERS = {"qwen25_7b": True, "qwen3_4b": False}
+"""The token dict keys of the LLM text encoders that read the prompt inside ComfyUI's chat template (the
+tokenizer's `llama_template`), and whether the encoder drops the template's tokens before the prompt from
+the context: Qwen2.5-VL 7B (Qwen-Image) does (its context starts at the prompt's first token and keeps the
+template's end), Qwen3 4B (Z-Image) keeps the whole template."""
 
 
 def split_targets(target: str) -> list[str]:
@@ -25,8 +30,10 @@ def split_targets(target: str) -> list[str]:
 
 
 def _sd_tokenizer(tokenizers, key: str):
-    """The SDTokenizer behind output key `key` ("l", "g", "h", "t5xxl") of a ComfyUI CLIP's tokenizer."""
-    tokenizer = getattr(tokenizers, key if key == T5_KEY else f"clip_{key}", None)
+    """The SDTokenizer behind output key `key` ("l", "g", "h", "t5xxl", an LLM's) of a ComfyUI CLIP's tokenizer
+    (T5 is `t5xxl` beside CLIP, `clip_t5xxl` alone: Chroma's)."""
+    names = (key, f"clip_{key}") if key == T5_KEY or key in CHAT_ENCODERS else (f"clip_{key}",)
+    tokenizer = next((getattr(tokenizers, name) for name in names if hasattr(tokenizers, name)), None)
     if tokenizer is None or not hasattr(tokenizer, "inv_vocab"):
         raise UserError(f"unsupported text encoder (no tokenizer for {key!r})")
     return tokenizer
@@ -55,6 +62,9 @@ def context_parts(tokens: dict, encoder: Any = None) -> tuple[str, ...]:
         return parts
     if T5_KEY in tokens:
         return (T5_KEY,)
+    chat = [key for key in tokens if key in CHAT_ENCODERS]
+    if chat:
+        return (chat[0],)
     return ("l",) if "l" in tokens else (next(iter(tokens)),)
 
 
@@ -127,6 +137,40 @@ class _Walk:
                 offset += len(piece)
                 in_word = sentencepiece or not raw.endswith(END_OF_WORD)
 
+    def read_chat(self, tokenizers, key: str, chunks: list) -> None:
+        """The context of an LLM text encoder (CHAT_ENCODERS): the prompt's tokens inside ComfyUI's chat
+        template, its words rebuilt from the byte-level BPE's word-start marks (a token whose text starts with
+        white space starts a word; one of white space alone belongs to none); the template's tokens and the
+        padding belong to no word, and those the encoder drops are not in the context."""
+        tokenizer = _sd_tokenizer(tokenizers, key)
+        before, after = tokenizers.llama_template.split("{}")
+        prefix = tokenizer.tokenizer(before)["input_ids"]
+        end_mark = tokenizer.tokenizer(after)["input_ids"][0]
+        ids = [token if isinstance(token, int) else -1 for chunk in chunks for token, _weight, _word in chunk]
+        if ids[: len(prefix)] != prefix or end_mark not in ids[len(prefix) :]:
+            raise UserError(
+                "the prompt does not read as one text inside the text encoder's chat template (a prompt that starts "
+                "with a line break or holds the template's own marks, such as <|im_end|>): write it as plain text"
+            )
+        end = ids.index(end_mark, len(prefix))
+        word_ids: list[list[int]] = []
+        in_word = False
+        for position, token in enumerate(ids):
+            if CHAT_ENCODERS[key] and position < len(prefix):
+                continue  # dropped by the encoder
+            self.ids.append(token)
+            piece = tokenizer.tokenizer.decode([token]) if token >= 0 else ""
+            if not len(prefix) <= position < end or not piece.strip():
+                self.word_of.append(-1)
+                in_word = False
+                continue
+            if not in_word or piece[0].isspace():
+                word_ids.append([])
+            word_ids[-1].append(token)
+            self.word_of.append(len(word_ids) - 1)
+            in_word = True
+        self.words = [tokenizer.tokenizer.decode(word).strip() for word in word_ids]
+
     def place(self, tokenizer, chunks: list) -> None:
         """The positions of a later part (SD3's T5 after its CLIP part): each takes the word of the first part
         that holds its first character in the same ComfyUI word (the tokenizers split a word differently:
@@ -158,21 +202,23 @@ def read_tokens(tokenizers, text: str, tokens: dict, encoder: Any = None) -> tup
     both parts). One chunk of the whole length for T5 and SD3 (their context is not repeated per chunk)."""
     parts = context_parts(tokens, encoder)
     walk = _Walk()
+    plain = {k: [[(t, w) for t, w, _ in chunk] for chunk in v] for k, v in tokens.items()}
+    if parts[0] in CHAT_ENCODERS:
+        walk.read_chat(tokenizers, parts[0], tokens[parts[0]])
+        return PromptTokens(text, tuple(walk.words), tuple(walk.ids), tuple(walk.word_of), len(walk.ids)), plain
     walk.read(_sd_tokenizer(tokenizers, parts[0]), tokens[parts[0]], sentencepiece=parts[0] == T5_KEY)
     for key in parts[1:]:
         walk.place(_sd_tokenizer(tokenizers, key), tokens[key])
     chunk_len = len(walk.ids) if T5_KEY in parts else len(tokens[parts[0]][0])
-    plain = {k: [[(t, w) for t, w, _ in chunk] for chunk in v] for k, v in tokens.items()}
     return PromptTokens(text, tuple(walk.words), tuple(walk.ids), tuple(walk.word_of), chunk_len), plain
 
 
-def _padded_t5(tokenizers, raw: list[dict]) -> list[dict]:
-    """The token dicts with their T5 tokens (one chunk each) padded to the longest with T5's pad token."""
-    pad = _sd_tokenizer(tokenizers, T5_KEY).pad_token
-    longest = max(len(tokens[T5_KEY][0]) for tokens in raw)
-    return [
-        {**tokens, T5_KEY: [tokens[T5_KEY][0] + [(pad, 1.0, 0)] * (longest - len(tokens[T5_KEY][0]))]} for tokens in raw
-    ]
+def _padded(tokenizers, raw: list[dict], key: str) -> list[dict]:
+    """The token dicts with their `key` tokens (T5's or an LLM's: one chunk each) padded to the longest with
+    that tokenizer's pad token."""
+    pad = _sd_tokenizer(tokenizers, key).pad_token
+    longest = max(len(tokens[key][0]) for tokens in raw)
+    return [{**tokens, key: [tokens[key][0] + [(pad, 1.0, 0)] * (longest - len(tokens[key][0]))]} for tokens in raw]
 
 
 def _check_clip_chunks(texts: list[str], raw: list[dict], clip_parts: tuple[str, ...]) -> None:
@@ -193,13 +239,16 @@ def encode_prompts(clip, source: str, targets: list[str]) -> tuple[list, PromptS
     Prompts of different chunk counts are repeated to a common length, as ComfyUI does when it
     batches conds: repeated keys leave attention unchanged. Not so in joint attention (the text keys
     share the softmax with the image keys): T5 prompts are padded to a common length instead, and SD3's
-    CLIP parts (75 words a chunk, not padded) must have as many chunks in every prompt.
+    CLIP parts (75 words a chunk, not padded) must have as many chunks in every prompt. LLM encoders'
+    prompts (Qwen-Image, Z-Image) are padded as T5's, without their masks: Z-Image's model pads the context
+    to a multiple of 32 tokens and not the mask (a mask with a 0 fails in 0.3.75; 0.8 has the same code), Qwen-Image's
+    reads none; the LLM is causal, so the padding leaves the prompt's own tokens as they are.
     """
     texts = [source, *targets]
     raw = [tokenize(clip, text, "target" if i else "source") for i, text in enumerate(texts)]
     parts = context_parts(raw[0], clip.cond_stage_model)
-    if T5_KEY in parts:
-        raw = _padded_t5(clip.tokenizer, raw)
+    if T5_KEY in parts or parts[0] in CHAT_ENCODERS:
+        raw = _padded(clip.tokenizer, raw, T5_KEY if T5_KEY in parts else parts[0])
     if is_sd3(raw[0]):
         _check_clip_chunks(texts, raw, tuple(part for part in parts if part != T5_KEY))
     prompts = []
@@ -208,11 +257,17 @@ def encode_prompts(clip, source: str, targets: list[str]) -> tuple[list, PromptS
         prompt, plain = read_tokens(clip.tokenizer, text, tokens, clip.cond_stage_model)
         prompts.append(prompt)
         encoded.append(clip.encode_from_tokens(plain, return_pooled=True, return_dict=True))
+        if encoded[-1]["cond"].shape[1] != prompt.length:
+            raise RuntimeError(
+                f"the text encoder gave {encoded[-1]['cond'].shape[1]} context tokens for {text!r}, not the "
+                f"{prompt.length} its tokens were read as (host/prompts.py CHAT_ENCODERS: does this ComfyUI drop "
+                "other template tokens?)"
+            )
     length = math.lcm(*(e["cond"].shape[1] for e in encoded))
     cond = torch.cat([e["cond"].repeat(1, length // e["cond"].shape[1], 1) for e in encoded])
     extra = {}
     for name, value in encoded[0].items():
-        if name == "cond":
+        if name == "cond" or (name == "attention_mask" and parts[0] in CHAT_ENCODERS):
             continue
         if torch.is_tensor(value) and value.shape[0] == 1 and all(torch.is_tensor(e.get(name)) for e in encoded):
             extra[name] = torch.cat([e[name] for e in encoded])

@@ -131,10 +131,11 @@ def window_inputs(cross: float, self_: float) -> list[io.Input]:
             tooltip=(
                 "Which self-attention layers take the source's maps: the coarse ones (as the paper) keep "
                 "the layout and let details change; more layers keep more detail "
-                f"({_described(SELF_LAYER_LABELS)}). On Flux: which blocks take the source's image queries and "
-                "keys: coarse the double (two-stream) blocks, medium those and the first half of the single "
-                "blocks, all every block. On SD3/SD3.5: the early joint blocks, where Shin et al. 2025 find the "
-                "layout is set: coarse the first third, medium the first two thirds, all every block."
+                f"({_described(SELF_LAYER_LABELS)}). On Flux (Flux.1, Flux.2, Chroma): which blocks take the "
+                "source's image queries and keys: coarse the double (two-stream) blocks, medium those and the "
+                "first half of the single blocks, all every block. On SD3/SD3.5, Qwen-Image and Z-Image / Lumina "
+                "2: the early joint blocks, where Shin et al. 2025 find the layout is set: coarse the first "
+                "third, medium the first two thirds, all every block."
             ),
         ),
     ]

@@ -246,6 +246,8 @@ class NextDiTAttention(FluxAttention):
     name = "joint attention (Z-Image / Lumina 2 NextDiT)"
     kinds = {KIND: "joint attention (NextDiT layers)"}
     model_wrapper = staticmethod(record_nextdit_tokens)
+    records_maps = False
+    """Its joint calls pad the context beyond the prompts' tokens, which the word maps do not read yet."""
 
     def sites(self, model) -> list[JointSite]:
         """A JointSite for ("double", i) of every layer of a NextDiT model (not its refiners)."""

@@ -62,7 +62,9 @@ def blend_graph(
 
 
 def check_blend(outputs: dict, latent: torch.Tensor) -> torch.Tensor:
-    """Asserts the target row equals the source row exactly outside the final mask and differs inside."""
+    """Asserts the target row equals the source row exactly outside the final mask and differs inside
+    (`latent` [2, C, H, W], or [2, C, T, H, W] as Qwen-Image's)."""
+    latent = latent.flatten(1, -3)
     masks = read_pngs(outputs["mask_preview"]["images"])[..., 0] > 127
     assert masks.shape == (2, *latent.shape[-2:])
     mask = masks[0] | masks[1]

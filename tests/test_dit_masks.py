@@ -1,7 +1,7 @@
 """LocalBlend, AttentionMapRecorder and AttentionMaskExtract on the joint-attention families in the real host
-(test_dit.py's tiny Flux.1, SD3, SD3.5 medium, Qwen-Image and Chroma of ComfyUI's own classes, real tokenizers): the image->text maps
-of the chosen blocks, fused == explicit reference; the blend keeps the source outside its mask; masks at the
-image's size that follow the word; a plain model's heat maps; named errors."""
+(test_dit.py's tiny Flux.1, SD3, SD3.5 medium, Qwen-Image and Chroma of ComfyUI's own classes, real
+tokenizers): the image->text maps of the chosen blocks, fused == explicit reference; the blend keeps the source
+outside its mask; masks at the image's size that follow the word; a plain model's heat maps; named errors."""
 
 import pytest
 import torch

@@ -181,7 +181,7 @@ class SourcePin:
         model = call.guider.model_patcher.model
         start = self.trajectory.state(float(sigmas[0]))
         latent = model.process_latent_in(call.latent_image[:1].to(device=start.device, dtype=start.dtype))
-        if latent.shape != start.shape or (latent - start).norm() > 1e-3 * start.norm():
+        if latent.shape != start.shape or not (latent - start).norm() <= 1e-3 * start.norm():  # NaN: refused
             raise UserError(
                 "Prompt-to-Prompt inversion: the sampler's latent is not where this inversion was at the "
                 f"sampler's first sigma ({float(sigmas[0]):.6g}); connect DDIMInvert's LATENT output to the "

@@ -1,7 +1,7 @@
 """Edit vs plain sampling on the joint-attention models, at Flux.1 and SD3.5 Large widths: wall time and peak memory,
 side by side, as ratios (benchmarks/perf.py's pipeline method and meters).
 
-    python -m benchmarks.joint_pipeline --threads 1 > benchmarks/results/cpu_joint_pipeline.txt
+    python -m benchmarks.joint_pipeline --threads 1 --repeats 3 > benchmarks/results/cpu_joint_pipeline.txt
     python -m benchmarks.joint_pipeline --models sd35 --size 128 --steps 3 --repeats 3
 
 Models (devtools/harness.py, ComfyUI's own classes and configs, random weights, tiny text encoders on the real
@@ -166,6 +166,7 @@ def main() -> None:
         f"{torch.__version__}, CPU, {torch.get_num_threads()} CPU threads, {os.cpu_count()} cores"
     )
     print(f"command: python -m benchmarks.joint_pipeline {' '.join(sys.argv[1:])}".rstrip())
+    print(f"load average at the start: {os.getloadavg()[0]:.1f} (other jobs on the machine stretch wall times)")
     image = (opts.size // 16) ** 2
     print(
         f"\n{opts.size} px ({image} image tokens), euler, {opts.steps} steps, a source and a target prompt; time = "
@@ -181,6 +182,7 @@ def main() -> None:
         results |= pipeline_rows(opts, [c for c in configs if c.model == key], module="benchmarks.joint_pipeline")
     print()
     print(results_table(results, configs))
+    print(f"\nload average at the end: {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

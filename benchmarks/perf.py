@@ -118,12 +118,12 @@ threshold also stops glibc raising it after the first large free), so the reside
 live tensors and VmHWM is the call's own peak, not the allocator's leftovers."""
 
 
-def _child(args: list[str], env: dict[str, str] | None = None) -> dict:
-    """Run this script in a fresh process (`--worker ...`, `env` added to the environment) and return
-    the JSON line it prints last.
+def _child(args: list[str], env: dict[str, str] | None = None, module: str = "benchmarks.perf") -> dict:
+    """Run the benchmark script `module` in a fresh process (`--worker ...`, `env` added to the environment)
+    and return the JSON line it prints last.
 
     The worker's progress lines (indented) are passed on; the rest of its stderr only on failure."""
-    command = [sys.executable, "-m", "benchmarks.perf", *args]
+    command = [sys.executable, "-m", module, *args]
     with (
         tempfile.TemporaryFile("w+") as stdout,
         subprocess.Popen(
@@ -517,7 +517,6 @@ class Pipeline:
 
     def __init__(self, device: torch.device, memory: bool) -> None:
         from devtools import harness as comfy_harness
-        from devtools.checkpoints import checkpoint
 
         comfy_harness.boot()
         import comfy.samplers
@@ -529,7 +528,7 @@ class Pipeline:
         if invert is not None:
             invert.fingerprint_inputs = classmethod(lambda cls, **inputs: float("nan"))
 
-        self.ckpt = checkpoint("sd15")
+        self.memory = memory
         self.executor = execution.PromptExecutor(comfy_harness._Server(), cache_args={"lru": 0, "ram": 0})
         self.runs: list[tuple[float, float, int]] = []
         meter = PeakMeter(device)
@@ -564,19 +563,22 @@ class Pipeline:
         return [list(run) for run in self.runs]
 
 
-def pipeline_rows(opts: argparse.Namespace, configs: list[Config]) -> dict[str, dict]:
+def pipeline_rows(opts: argparse.Namespace, configs: list, module: str = "benchmarks.perf") -> dict[str, dict]:
     """{config name: {"seconds", "cpu": median totals; "last", "last_cpu": medians of its last sampler run;
     "peak": the largest peak of its sampler runs, "last_peak": its last run's, bytes}}.
 
     The timing process runs while the memory processes run one after the other: both sides of every
-    ratio share the machine alike (the timing alternates the configurations)."""
+    ratio share the machine alike (the timing alternates the configurations). `configs`: objects with a `name`,
+    which the script `module` measures as its `--worker pipeline-time` / `pipeline-memory` (`measure_pipeline`)."""
     size = ["--size", str(opts.size), "--steps", str(opts.steps), "--threads", str(opts.threads)]
     with ThreadPoolExecutor(1) as pool:
         names = json.dumps([c.name for c in configs])
-        timing = pool.submit(_child, ["--worker", "pipeline-time", names, *size, "--repeats", str(opts.repeats)])
+        timing = pool.submit(
+            _child, ["--worker", "pipeline-time", names, *size, "--repeats", str(opts.repeats)], None, module
+        )
         memory = {}
         for config in configs:
-            memory.update(_child(["--worker", "pipeline-memory", json.dumps([config.name]), *size], EXACT_RSS))
+            memory.update(_child(["--worker", "pipeline-memory", json.dumps([config.name]), *size], EXACT_RSS, module))
             print(f"  measured the memory of {config.name}", file=sys.stderr, flush=True)
         times = timing.result()
     return {
@@ -592,22 +594,34 @@ def pipeline_rows(opts: argparse.Namespace, configs: list[Config]) -> dict[str, 
     }
 
 
-def pipeline_worker(opts: argparse.Namespace, names: list[str], memory: bool) -> dict:
-    configs = [c for c in CONFIGS if c.name in names]
-    pipeline = Pipeline(torch.device("cpu"), memory)
-    if memory:
+def measure_pipeline(pipeline: Pipeline, configs: list, graph: Callable[[object, int], dict], repeats: int) -> dict:
+    """A worker's measurements: with a memory Pipeline, {name: runs} of the one configuration's graph; else
+    {name: [runs of each round]}: two warm-up graphs, then `repeats` rounds of every configuration, alternated.
+    `graph(config, seed)` is the configuration's API graph; no round repeats a warm-up's seed (the executor would
+    serve that graph's sampler from its cache)."""
+    if pipeline.memory:
         (config,) = configs
-        return {config.name: pipeline.run(pipeline_graph(config, pipeline.ckpt, opts.size, opts.steps, 1))}
+        return {config.name: pipeline.run(graph(config, 1))}
     times: dict[str, list[list[list[float]]]] = {c.name: [] for c in configs}
     for config in configs[:2]:  # warm-up
-        pipeline.run(pipeline_graph(config, pipeline.ckpt, opts.size, opts.steps, 0))
-    for round_ in range(opts.repeats):
+        pipeline.run(graph(config, 0))
+    for round_ in range(repeats):
         order = configs if round_ % 2 else configs[::-1]
         for i, config in enumerate(order):
-            runs = pipeline.run(pipeline_graph(config, pipeline.ckpt, opts.size, opts.steps, 100 * round_ + i))
-            times[config.name].append(runs)
-        print(f"  timing round {round_ + 1} of {opts.repeats} done", file=sys.stderr, flush=True)
+            times[config.name].append(pipeline.run(graph(config, 100 * (round_ + 1) + i)))  # not a warm-up's seed
+        print(f"  timing round {round_ + 1} of {repeats} done", file=sys.stderr, flush=True)
     return times
+
+
+def pipeline_worker(opts: argparse.Namespace, names: list[str], memory: bool) -> dict:
+    from devtools.checkpoints import checkpoint
+
+    pipeline = Pipeline(torch.device("cpu"), memory)
+    ckpt = checkpoint("sd15")
+    configs = [c for c in CONFIGS if c.name in names]
+    return measure_pipeline(
+        pipeline, configs, lambda c, seed: pipeline_graph(c, ckpt, opts.size, opts.steps, seed), opts.repeats
+    )
 
 
 def chosen_configs(names: list[str] | None) -> list[Config]:

@@ -342,13 +342,27 @@ TINY_Z_IMAGE = {
 tokens each padded to a multiple of 32, the two context and two noise refiner layers), 3 layers of 4 heads of
 64, 256 wide (its modulation reads a 256-wide time embedding), its context the Qwen3 hidden states."""
 
+FLUX_WIDTHS = {"hidden_size": 3072, "num_heads": 24, "mlp_ratio": 4.0, "axes_dim": [16, 56, 56], "depth": 1}
+"""Flux.1's real widths (3072 wide: 24 heads of 128, RoPE axes 16/56/56, MLP 4x) in 1 double and 1 single block
+(TINY_FLUX's depth_single_blocks), on the tiny T5 and CLIP-L (context and vector 64 wide, not 4096 and 768):
+`flux_widths`, the joint pipeline benchmark's Flux."""
+SD35_LARGE_WIDTHS = {
+    "depth": 38,
+    "num_blocks": 2,
+    "qk_norm": "rms",
+    "context_embedder_config": {"target": "torch.nn.Linear", "params": {"in_features": 4096, "out_features": 2432}},
+}
+"""SD3.5 Large's real widths (ComfyUI's MMDiT at depth 38: 2432 wide, 38 heads of 64, q/k RMSNorm) in its first 2
+joint blocks (the second pre-only, as a real model's last): `sd35_large_widths`, the joint pipeline benchmark's."""
+
 
 @cache
 def tiny_model(family: str, seed: int = 0):
     """(MODEL, CLIP, VAE) of a tiny `sd15`, `sd15_v` (v-prediction), `sdxl`, `flux` (Flux.1 dev: guidance
     embedded, T5 + pooled CLIP-L), `flux_schnell`, `sd3` (SD3 medium's MMDiT, CLIP-L/G + T5), `sd3_no_t5` (its
     CLIP without T5), `sd35_medium` (MMDiT-X: q/k RMSNorm, image-only self-attention in the first two joint
-    blocks) model; `hunyuan_dit` is a MODEL alone (CLIP and VAE None)."""
+    blocks), `qwen_image`, `z_image`, `chroma` or `flux2` model; `flux_widths` and `sd35_large_widths` the real
+    widths in a few blocks (FLUX_WIDTHS, SD35_LARGE_WIDTHS); `hunyuan_dit` is a MODEL alone (CLIP and VAE None)."""
     boot()
     import comfy.model_base
     import comfy.model_management
@@ -387,21 +401,23 @@ def tiny_model(family: str, seed: int = 0):
             }
         )
         clip_options = {"clip_l_model_config": {**TINY_CLIP, "projection_dim": 64}}
-    elif family in ("flux", "flux_schnell"):
+    elif family in ("flux", "flux_schnell", "flux_widths"):
         schnell = family == "flux_schnell"
         config_class = comfy.supported_models.FluxSchnell if schnell else comfy.supported_models.Flux
         from comfy.ldm.flux.model import FluxParams
 
         # ComfyUI 0.8 names the context axes of the positions (Flux.1: none); 0.3.75 has no such field
         newer = {"txt_ids_dims": []} if "txt_ids_dims" in FluxParams.__dataclass_fields__ else {}
-        config = config_class({**TINY_FLUX, **newer, "guidance_embed": not schnell})
+        widths = FLUX_WIDTHS if family == "flux_widths" else {}
+        config = config_class({**TINY_FLUX, **newer, **widths, "guidance_embed": not schnell})
         clip_options = {"clip_l_model_config": {**TINY_CLIP, "projection_dim": 64}, "t5xxl_model_config": TINY_T5}
-    elif family in ("sd3", "sd3_no_t5", "sd35_medium"):
+    elif family in ("sd3", "sd3_no_t5", "sd35_medium", "sd35_large_widths"):
         import comfy.supported_models_base
         import comfy.text_encoders.sd3_clip
 
         medium = {"qk_norm": "rms", "x_block_self_attn_layers": [0, 1]} if family == "sd35_medium" else {}
-        config = comfy.supported_models.SD3({**TINY_SD3, **medium})
+        widths = SD35_LARGE_WIDTHS if family == "sd35_large_widths" else {}
+        config = comfy.supported_models.SD3({**TINY_SD3, **medium, **widths})
         clip_target = comfy.supported_models_base.ClipTarget(
             comfy.text_encoders.sd3_clip.SD3Tokenizer, comfy.text_encoders.sd3_clip.sd3_clip(t5=family != "sd3_no_t5")
         )

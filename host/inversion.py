@@ -6,6 +6,15 @@ Samplers that support pinning: `euler` and `ddim` (ComfyUI's ddim is Euler on th
 from KSamplerAdvanced (add_noise: disable) or SamplerCustomAdvanced (DisableNoise), with the steps
 and scheduler the photo was inverted with (or a part of that schedule). Any other sampler, added
 noise, another schedule or another latent is refused with a message before the first step.
+
+Models: the inversion and the pin work in the sampler's space (ComfyUI's k-diffusion x and denoised D), the
+same Euler step for every model; what differs by model is where a sampler starts and what the inverted state
+is as a LATENT, both in `start_noise` and `invert_latent`:
+- noise added (EPS, V_PREDICTION, EDM, X0: SD1.x, SD2.x, SDXL): x = latent + sigma * noise, so a sampler
+  without added noise starts at the LATENT it is given;
+- rectified flow (CONST: Flux, SD3/SD3.5; Flux's guidance, from FluxGuidance in the conditioning, reaches the
+  model as in sampling): x = sigma * noise + (1 - sigma) * latent, zero at sigma_max = 1 without noise, so the
+  pinned run hands the sampler the inverted state as its noise (a plain sampler cannot start from it).
 """
 
 from __future__ import annotations
@@ -15,6 +24,7 @@ from typing import Any
 
 import comfy.k_diffusion.sampling as k_sampling
 import comfy.model_management
+import comfy.model_sampling
 import comfy.patcher_extension
 import comfy.sample
 import comfy.samplers
@@ -48,14 +58,7 @@ def invert_latent(
     if edit_state(model) is not None or any(isinstance(f, SourcePin) for f in _post_cfg(model)):
         raise UserError("connect the plain model (the one before the P2P edit nodes)")
     sampling = model.get_model_object("model_sampling")
-    ones = torch.ones(1, 1, 1, 1)
-    started = sampling.noise_scaling(torch.tensor([float(sampling.sigma_max)]), torch.zeros_like(ones), ones)
-    if not torch.equal(started, ones):
-        raise UserError(
-            "this model mixes noise into the latent (flow matching) instead of adding it, so a "
-            "sampler cannot start from an inverted latent; supported: eps and v-prediction models (SD1.x, SD2.x, "
-            "SDXL)"
-        )
+    noise_is_added(sampling)  # refuses a model sampling no sampler can be started from an inversion of
     samples = comfy.sample.fix_empty_latent_channels(model, samples)
     schedule = comfy.samplers.calculate_sigmas(sampling, scheduler, steps)
     sigmas = schedule.flip(0)
@@ -79,7 +82,9 @@ def invert_latent(
         recorded.append(trajectory)
         return trajectory.states[-1].to(x.dtype)
 
-    out = guider.sample(
+    # The guider's own output is the last state through inverse_noise_scaling at sigma_max: the identity where
+    # noise is added, a division by 1 - sigma_max = 0 for rectified flow; the LATENT is the state itself.
+    guider.sample(
         torch.zeros_like(samples),
         samples,
         comfy.samplers.KSAMPLER(sample_euler_inversion),
@@ -89,7 +94,36 @@ def invert_latent(
     )
     device = comfy.model_management.intermediate_device()
     (trajectory,) = recorded
-    return out.to(device), Trajectory(trajectory.sigmas, trajectory.states.to(device))
+    inverted = model.model.process_latent_out(trajectory.states[-1])
+    return inverted.to(device), Trajectory(trajectory.sigmas, trajectory.states.to(device))
+
+
+def noise_is_added(sampling: Any) -> bool:
+    """Whether ComfyUI's samplers add noise to the latent for this model sampling (True) or mix it in as rectified
+    flow (False); a UserError for any other, naming it. KSAMPLER starts at x = noise_scaling(sigma, noise, latent):
+
+    - noise added (EPS, V_PREDICTION, EDM, X0: SD1.x, SD2.x, SDXL): x = latent + sigma * noise;
+    - rectified flow (CONST: Flux, SD3/SD3.5): x = sigma * noise + (1 - sigma) * latent;
+    - neither (IMG_TO_IMG, COSMOS_RFLOW, another pack's): refused."""
+    if isinstance(sampling, comfy.model_sampling.CONST):
+        return False
+    if isinstance(sampling, comfy.model_sampling.EPS) and not isinstance(sampling, comfy.model_sampling.IMG_TO_IMG):
+        return True
+    own = (c for c in type(sampling).__mro__ if c.__module__ == comfy.model_sampling.__name__)
+    kind = next((c.__name__ for c in own if not issubclass(c, torch.nn.Module)), type(sampling).__name__)
+    raise UserError(
+        f"DDIMInvert: this model's sampling ({kind}) is not one a sampler can be started from an inversion of; "
+        "supported: models that add noise (eps, v-prediction, EDM, x0: SD1.x, SD2.x, SDXL) and rectified flow "
+        "(Flux, SD3/SD3.5)"
+    )
+
+
+def start_noise(sampling: Any, latent: torch.Tensor) -> torch.Tensor:
+    """The noise [B, C, ...] with which ComfyUI's samplers start at the state `latent` [B, C, ...] (the model's
+    space, process_latent_in applied): zero where noise is added (x = latent), the latent itself for rectified
+    flow (x = sigma * latent + (1 - sigma) * latent = latent at any sigma; at sigma_max = 1 a zero noise would
+    give x = 0)."""
+    return torch.zeros_like(latent) if noise_is_added(sampling) else latent
 
 
 def _post_cfg(model: Any) -> list:
@@ -147,13 +181,14 @@ class SourcePin:
         model = call.guider.model_patcher.model
         start = self.trajectory.state(float(sigmas[0]))
         latent = model.process_latent_in(call.latent_image[:1].to(device=start.device, dtype=start.dtype))
-        if latent.shape != start.shape or (latent - start).norm() > 1e-3 * start.norm():
+        if latent.shape != start.shape or not (latent - start).norm() <= 1e-3 * start.norm():  # NaN: refused
             raise UserError(
                 "Prompt-to-Prompt inversion: the sampler's latent is not where this inversion was at the "
                 f"sampler's first sigma ({float(sigmas[0]):.6g}); connect DDIMInvert's LATENT output to the "
                 "sampler and start at step 0"
             )
-        return call.run()
+        sampling = call.guider.model_patcher.get_model_object("model_sampling")
+        return call.run(noise=start_noise(sampling, model.process_latent_in(call.latent_image)).to(call.noise))
 
 
 def pin_source(model: Any, inversion: Trajectory | None) -> Any:

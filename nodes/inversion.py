@@ -18,7 +18,8 @@ class DDIMInvert(io.ComfyNode):
             category=CATEGORY,
             description=(
                 "Inverts a VAE-encoded photo into the noise that the euler/ddim sampler turns back into it "
-                "(DDIM inversion), and records the way there, so that P2P edits of a real photo keep it."
+                "(DDIM inversion), and records the way there, so that P2P edits of a real photo keep it. SD1.x, "
+                "SD2.x, SDXL, and Flux and SD3/SD3.5 (rectified flow: the same Euler inversion in sigma space)."
             ),
             inputs=[
                 io.Model.Input("model", tooltip="The plain model, the one you connect to the P2P edit nodes."),
@@ -53,7 +54,8 @@ class DDIMInvert(io.ComfyNode):
                     optional=True,
                     tooltip=(
                         "Guidance while inverting. 1 is plain DDIM inversion; the pinned source branch "
-                        "reconstructs the photo at any value. Other values need a negative conditioning."
+                        "reconstructs the photo at any value. Other values need a negative conditioning. Flux dev "
+                        "(guidance-distilled): keep 1 and set its guidance with FluxGuidance on the positive."
                     ),
                 ),
                 io.Conditioning.Input("negative", optional=True, tooltip="Only needed when cfg is not 1."),
@@ -62,7 +64,9 @@ class DDIMInvert(io.ComfyNode):
                 io.Latent.Output(
                     tooltip=(
                         "The inverted noise: sample it with KSamplerAdvanced (add_noise 'disable') or "
-                        "SamplerCustomAdvanced (DisableNoise), with the same steps and scheduler."
+                        "SamplerCustomAdvanced (DisableNoise), with the same steps and scheduler. On Flux and SD3 "
+                        "(rectified flow) the sampler starts from it only through an edit node's inversion input "
+                        "(ComfyUI's samplers start a flow model at (1 - sigma) x latent = 0 without noise)."
                     ),
                 ),
                 P2PInversion.Output(

@@ -284,7 +284,8 @@ def test_runs_pinning_cannot_serve_are_refused(comfy, photo, change, message):
 
 
 def test_inversion_refuses_what_it_cannot_invert(comfy, photo):
-    """cfg without a negative, a model carrying a P2P edit, a flow model (stock ModelSamplingSD3)."""
+    """cfg without a negative, a model carrying a P2P edit, a model sampling that is neither noise added nor rectified
+    flow (stock ModelSamplingDiscrete img_to_img)."""
     graph = inversion_graph("sd15", steps=2)
     graph["invert"]["inputs"]["cfg"] = 3.0
     graph["capture"] = capture(["invert", 0], "noise")
@@ -296,9 +297,12 @@ def test_inversion_refuses_what_it_cannot_invert(comfy, photo):
     del graph["edit"]
     with pytest.raises(comfy.GraphError, match="connect the plain model"):
         comfy.run_graph(graph)
-    graph["flow"] = {"class_type": "ModelSamplingSD3", "inputs": {"model": ["model", 0], "shift": 3.0}}
-    graph["invert"]["inputs"]["model"] = ["flow", 0]
-    with pytest.raises(comfy.GraphError, match="mixes noise into the latent"):
+    graph["img2img"] = {
+        "class_type": "ModelSamplingDiscrete",
+        "inputs": {"model": ["model", 0], "sampling": "img_to_img", "zsnr": False},
+    }
+    graph["invert"]["inputs"]["model"] = ["img2img", 0]
+    with pytest.raises(comfy.GraphError, match=r"this model's sampling \(IMG_TO_IMG\) is not one.*rectified flow"):
         comfy.run_graph(graph)
 
 

@@ -27,6 +27,7 @@ class TinyModelLoader(io.ComfyNode):
                         *("sd15", "sd15_v", "sdxl", "no_attention", "flux", "flux_schnell"),
                         *("sd3", "sd3_no_t5", "sd35_medium", "hunyuan_dit"),
                         *("qwen_image", "z_image", "chroma", "flux2"),
+                        *("flux_widths", "sd35_large_widths"),
                     ],
                 ),
                 io.Int.Input("seed", default=0),

@@ -1,6 +1,7 @@
-"""DDIMInvert and the pinned source branch on the rectified-flow models (tiny Flux.1 dev and SD3 of ComfyUI's own
-classes, tests/test_dit.py's models): Euler inversion in sigma space on the flipped schedule, Flux at cfg 1 with
-the guidance of its conditioning, the edit's source row back on the photo, the target edited; bad inputs named."""
+"""DDIMInvert and the pinned source branch on the rectified-flow models (tiny Flux.1 dev, SD3, Z-Image and Chroma of
+ComfyUI's own classes, tests/test_dit.py's models): Euler inversion in sigma space on the flipped schedule, Flux at
+cfg 1 with the guidance of its conditioning, the edit's source row back on the photo, the target edited; bad inputs
+named."""
 
 from __future__ import annotations
 
@@ -52,11 +53,14 @@ def flow_graph(family: str, sampler: str = "euler", cfg: float = 1.0, guidance: 
         ("flux_schnell", "ddim", 1.0, None),
         ("sd3", "euler", 1.0, None),
         ("sd3", "ddim", 5.0, None),
+        ("z_image", "euler", 1.0, None),
+        ("chroma", "euler", 1.0, None),
     ],
 )
 def test_pinned_source_reconstructs_the_photo_and_the_target_is_edited(comfy, captured, family, sampler, cfg, guidance):
     comfy.run_graph(flow_graph(family, sampler, cfg, guidance))
-    edited, window0, photo_latent = captured["edited"], captured["window0"], captured["photo"]
+    photo_latent = captured["photo"]
+    edited, window0 = captured["edited"], captured["window0"]
     assert edited.shape == (2, 16, 8, 8)
     for out in (edited, window0):
         print(f"{family} {sampler} cfg {cfg}: source row {relative_error(out[0], photo_latent[0]):.3g}")

@@ -22,11 +22,14 @@ DEFAULT_MODEL = "unet (SD-style)"
 
 
 @cache
-def _load(path: Path) -> tuple:
-    """Load once per process: the objects are cloned by every node that patches them."""
+def _load(architecture: str) -> tuple:
+    """Load demo model `architecture` ("unet", "dit") once per process: the objects are cloned by every node
+    that patches them."""
+    path = DEMO / ARCHITECTURES[architecture].checkpoint
     if not path.is_file():
-        raise FileNotFoundError(f"P2PDemoModelLoader: {path} is missing (retrain it: python -m demo.train --model "
-                                f"{'dit' if path.name == ARCHITECTURES['dit'].checkpoint else 'unet'})")
+        raise FileNotFoundError(
+            f"P2PDemoModelLoader: {path} is missing (retrain it: python -m demo.train --model {architecture})"
+        )
     return load_demo(path)
 
 
@@ -73,7 +76,7 @@ class P2PDemoModelLoader(io.ComfyNode):
     def execute(cls, model: str = DEFAULT_MODEL) -> io.NodeOutput:
         if model not in MODELS:
             raise ValueError(f"P2PDemoModelLoader: model {model!r} is not one of {list(MODELS)}")
-        diffusion, clip, vae, _ = _load(DEMO / ARCHITECTURES[MODELS[model]].checkpoint)
+        diffusion, clip, vae, _ = _load(MODELS[model])
         return io.NodeOutput(diffusion, clip, vae)
 
 

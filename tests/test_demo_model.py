@@ -15,7 +15,6 @@ from demo.detect import detect, match
 from demo.scenes import Scene, SceneObject, draw_scene, sample_scenes
 from devtools.comfy_host import REPO
 
-CHECKPOINT = REPO / "demo" / "p2p_demo.safetensors"
 DEMO_MODELS = ["unet", "dit"]
 """The demo architectures (`demo.model.ARCHITECTURES`, which imports comfy: read once the host is up)."""
 
@@ -107,7 +106,7 @@ def test_attention_patches_hit_every_transformer_as_on_sd15(comfy) -> None:
     from comfy import sample as comfy_sample
 
     loader = comfy.pack("nodes.demo_model")
-    model, clip, _, _ = loader._load(CHECKPOINT)
+    model, clip, _, _ = loader._load("unet")
     layers = [("input", 3), ("input", 5), ("middle", 0)] + [("output", i) for i in range(4)]
     seen: list[tuple] = []
     patched = model.clone()

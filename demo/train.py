@@ -17,7 +17,8 @@ hand right after its step-3300 save (before `--minutes` ran out, to leave time f
         --lr 1e-3 --minutes 78 --save-every 300
 
 That is far too little training (53k samples; the UNet saw 1.5M): it draws the prompted background
-(73 % of 20 seeds in benchmarks/results/quality_dit.txt) but rarely the prompted objects; continue it.
+(63.5 % of 100 seeds in benchmarks/results/quality_dit.txt) but rarely the prompted objects (every
+object right: 2 %); continue it.
 
 A later session continues it with the same command (and `--minutes` of its own): from
 `demo/train_state_dit.pt` where that run's state is still there, else from the shipped weights (a fresh

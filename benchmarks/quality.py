@@ -1,7 +1,11 @@
-"""Quality of the demo model and of Prompt-to-Prompt on it, measured by a scene detector.
+"""Quality of the demo models and of Prompt-to-Prompt on them, measured by a scene detector.
 
-    .venv/bin/python -m benchmarks.quality                    # everything, 100 seeds per row
+    .venv/bin/python -m benchmarks.quality                    # everything, both models, 100 seeds per row
     .venv/bin/python -m benchmarks.quality --part model --seeds 100
+    .venv/bin/python -m benchmarks.quality --model dit        # the DiT demo model only
+
+Both demo models (`--model`: the UNet, the DiT) get the same tables; the DiT's rows are the edits the
+joint-attention path has (`MODEL_EDITS`).
 
 Every image comes from a real in-process ComfyUI running API-format graphs: the pack's
 P2PDemoModelLoader and P2PDemoEmptyLatent, the stock CLIPTextEncode and KSampler, and the pack's
@@ -43,7 +47,7 @@ import torch
 from demo.detect import SceneDetection, detect, fit_shape, match
 from demo.scenes import COLOUR_NAMES, SHAPES, Scene, sample_scenes
 from devtools import harness as comfy_harness
-from devtools.demo_graphs import DEMO_LOADER, Sampling, real_image_edit_graph, text_to_image_graph
+from devtools.demo_graphs import DEMO_MODELS, Sampling, demo_loader, real_image_edit_graph, text_to_image_graph
 
 from .piebench import psnr as psnr_of_mse
 from .report import table
@@ -57,21 +61,22 @@ def run_images(graph: dict) -> torch.Tensor:
     return ((captured["out"].float() + 1.0) / 2.0).clamp(0, 1)
 
 
-def model_accuracy(seeds: int, s: Sampling, seed: int = 0) -> dict[str, float]:
-    """Generate one image per prompt for `seeds` random prompts; mean detector scores (see `match`)."""
+def model_accuracy(seeds: int, s: Sampling, seed: int = 0, model: str = "unet") -> dict[str, float]:
+    """Generate one image per prompt for `seeds` random prompts on demo model `model`; mean detector scores
+    (see `match`)."""
     gen = torch.Generator().manual_seed(seed)
     scenes = sample_scenes(seeds, gen).scenes
     scores = []
     for i, scene in enumerate(scenes):
-        image = run_images(text_to_image_graph(scene.caption(), i, s))[0]
+        image = run_images(text_to_image_graph(scene.caption(), i, s, model=model))[0]
         scores.append(match(scene, detect(image)))
     return {k: float(np.nanmean([r[k] for r in scores])) for k in scores[0]}
 
 
-def _base(s: Sampling, batch: int = 1) -> dict:
-    """Loader, empty negative and empty latent nodes shared by the edit graphs."""
+def _base(s: Sampling, batch: int = 1, model: str = "unet") -> dict:
+    """Loader (of demo model `model`), empty negative and empty latent nodes shared by the edit graphs."""
     return {
-        "model": {"class_type": "P2PDemoModelLoader", "inputs": {}},
+        "model": demo_loader(model),
         "negative": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["model", 1], "text": ""}},
         "latent": {"class_type": "P2PDemoEmptyLatent", "inputs": {"width": 32, "height": 32, "batch_size": batch}},
     }
@@ -84,9 +89,10 @@ def _ksampler(model: list, positive: list, seed: int, s: Sampling) -> dict:
         "denoise": 1.0}}
 
 
-def p2p_graph(source: str, target: str, seed: int, s: Sampling, chain: list[tuple[str, dict]]) -> dict:
-    """Demo loader -> PromptPair -> the chained P2P nodes -> KSampler (batch-1 latent) -> capture."""
-    graph = _base(s)
+def p2p_graph(source: str, target: str, seed: int, s: Sampling, chain: list[tuple[str, dict]],
+              model: str = "unet") -> dict:
+    """Demo loader (of `model`) -> PromptPair -> the chained P2P nodes -> KSampler (batch-1 latent) -> capture."""
+    graph = _base(s, model=model)
     graph["pair"] = {"class_type": "PromptPair", "inputs": {"clip": ["model", 1], "source": source, "target": target}}
     model = ["model", 0]
     for i, (class_type, inputs) in enumerate(chain):
@@ -99,10 +105,10 @@ def p2p_graph(source: str, target: str, seed: int, s: Sampling, chain: list[tupl
 
 
 def real_image_graph(image_name: str, source: str, target: str, s: Sampling, p2p: bool,
-                     edit: dict) -> dict:
-    """The demo model's real-image edit (`devtools.demo_graphs.real_image_edit_graph`): AttentionReplace pinned
-    to the inversion (p2p) or the target prompt alone (baseline), the sample captured as `out`."""
-    graph = real_image_edit_graph(DEMO_LOADER, image_name, source, target, s, "pinned" if p2p else "naive",
+                     edit: dict, model: str = "unet") -> dict:
+    """Demo model `model`'s real-image edit (`devtools.demo_graphs.real_image_edit_graph`): AttentionReplace
+    pinned to the inversion (p2p) or the target prompt alone (baseline), the sample captured as `out`."""
+    graph = real_image_edit_graph(demo_loader(model), image_name, source, target, s, "pinned" if p2p else "naive",
                                   [("AttentionReplace", edit)])
     graph["capture"] = {"class_type": "P2PTestCaptureLatent", "inputs": {"samples": ["sample", 0], "name": "out"}}
     return graph
@@ -225,12 +231,16 @@ REPLACE = {"cross_replace": 0.8, "self_replace": 0.4}
 
 EDITS = ("word swap: colour", "word swap: shape", "refine: add 'striped'", "word swap: colour + local blend",
          "real image: colour swap")
+MODEL_EDITS = {"unet": EDITS, "dit": EDITS[:3]}
+"""The edits each demo model is measured on. The DiT's local blend and real-image rows join (add them here)
+once LocalBlend and DDIMInvert accept joint-attention models."""
 
 
 def edit_benchmark(seeds: int, s: Sampling, edits: tuple[str, ...] = EDITS,
-                   share: tuple[int, int] = (0, 1)) -> dict[str, dict[str, EditRow]]:
-    """Rows by edit (those of `EDITS` named in `edits`), then by method ('P2P', 'baseline'). `share` (k, n):
-    only the seeds i with i % n == k (one worker's share: the scenes and edits stay those of the whole run)."""
+                   share: tuple[int, int] = (0, 1), model: str = "unet") -> dict[str, dict[str, EditRow]]:
+    """Rows by edit (those of `EDITS` named in `edits`), then by method ('P2P', 'baseline'), on demo model
+    `model`. `share` (k, n): only the seeds i with i % n == k (one worker's share: the scenes and edits stay
+    those of the whole run)."""
     rows: dict[str, dict[str, EditRow]] = {}
 
     def row(edit: str, method: str) -> EditRow:
@@ -249,32 +259,33 @@ def edit_benchmark(seeds: int, s: Sampling, edits: tuple[str, ...] = EDITS,
                   [("AttentionReplace", REPLACE), ("LocalBlend", {**words, "threshold": 0.3})])]
         baselines: dict[str, torch.Tensor] = {}
         for name, source, target, chain in (c for c in cases if c[0] in edits):
-            out = run_images(p2p_graph(source.caption(), target.caption(), i, s, chain))
+            out = run_images(p2p_graph(source.caption(), target.caption(), i, s, chain, model))
             row(name, "P2P").add(source, target, out[0], out[1])
             caption = target.caption()
             if caption not in baselines:
-                baselines[caption] = run_images(text_to_image_graph(caption, i, s))[0]
+                baselines[caption] = run_images(text_to_image_graph(caption, i, s, model=model))[0]
             row(name, "baseline").add(source, target, out[0], baselines[caption])
         if "real image: colour swap" in edits:
-            real_image(i, scene, recoloured, s, row)
+            real_image(i, scene, recoloured, s, row, model)
         if (i + 1) % 10 == 0:
             print(f"edits: seed {i + 1}/{seeds}", file=sys.stderr, flush=True)
     return rows
 
 
-def _edit_worker(args: tuple[int, Sampling, tuple[str, ...], tuple[int, int]]) -> dict[str, dict[str, EditRow]]:
+def _edit_worker(args: tuple[int, Sampling, tuple[str, ...], tuple[int, int], str]
+                 ) -> dict[str, dict[str, EditRow]]:
     comfy_harness.boot()
     return edit_benchmark(*args)
 
 
-def edits_in_parallel(seeds: int, s: Sampling, edits: tuple[str, ...], workers: int
+def edits_in_parallel(seeds: int, s: Sampling, edits: tuple[str, ...], workers: int, model: str = "unet"
                       ) -> dict[str, dict[str, EditRow]]:
     """`edit_benchmark` with the seeds shared among `workers` processes (each its own ComfyUI); the same
     per-seed results as one process."""
     if workers <= 1:
-        return edit_benchmark(seeds, s, edits)
+        return edit_benchmark(seeds, s, edits, model=model)
     with multiprocessing.get_context("spawn").Pool(workers) as pool:
-        parts = pool.map(_edit_worker, [(seeds, s, edits, (k, workers)) for k in range(workers)])
+        parts = pool.map(_edit_worker, [(seeds, s, edits, (k, workers), model) for k in range(workers)])
     rows: dict[str, dict[str, EditRow]] = {}
     for part in parts:
         for edit, by in part.items():
@@ -285,7 +296,7 @@ def edits_in_parallel(seeds: int, s: Sampling, edits: tuple[str, ...], workers: 
     return rows
 
 
-def real_image(i: int, scene: Scene, target: Scene, s: Sampling, row) -> None:
+def real_image(i: int, scene: Scene, target: Scene, s: Sampling, row, model: str = "unet") -> None:
     """Draw `scene` procedurally (never generated), invert it, edit it with P2P and with the baseline."""
     import folder_paths
     from PIL import Image
@@ -307,7 +318,7 @@ def real_image(i: int, scene: Scene, target: Scene, s: Sampling, row) -> None:
     Image.fromarray(array).save(Path(folder_paths.get_input_directory()) / name)
     picture = torch.from_numpy(array).permute(2, 0, 1).float() / 255
     for method, p2p in (("P2P", True), ("baseline", False)):
-        out = run_images(real_image_graph(name, scene.caption(), target.caption(), s, p2p, REPLACE))
+        out = run_images(real_image_graph(name, scene.caption(), target.caption(), s, p2p, REPLACE, model))
         edited = out[1] if p2p else out[0]
         r = row("real image: colour swap", method)
         r.add(scene, target, picture, edited)
@@ -319,10 +330,10 @@ FADER_WEIGHTS = (-2.0, -1.0, 0.0, 0.5, 1.0, 2.0, 4.0)
 
 
 def fader(seeds: int, s: Sampling, weights: tuple[float, ...] = FADER_WEIGHTS,
-          share: tuple[int, int] = (0, 1)) -> dict[str, list[list[float]]]:
+          share: tuple[int, int] = (0, 1), model: str = "unet") -> dict[str, list[list[float]]]:
     """Effect strength of re-weighting the first object's colour word, per weight, per seed: the pixels of
     that colour against the source image's (1 = unchanged, 0 = gone). Reweight (P2P) against ComfyUI's own
-    prompt weight '(red:c)' on the prompt alone (baseline). `share` as in `edit_benchmark`."""
+    prompt weight '(red:c)' on the prompt alone (baseline). `share` and `model` as in `edit_benchmark`."""
     out: dict[str, list[list[float]]] = {"P2P": [[] for _ in weights], "baseline": [[] for _ in weights]}
     for i, scene in enumerate(edit_scenes(seeds, seed=3)):
         if i % share[1] != share[0]:
@@ -330,32 +341,32 @@ def fader(seeds: int, s: Sampling, weights: tuple[float, ...] = FADER_WEIGHTS,
         caption, word = scene.caption(), scene.objects[0].colour
         sweep = "|".join(f"{w:g}" for w in weights)
         images = run_images(p2p_graph(caption, "\n".join([caption] * len(weights)), i, s,
-                                      [("Reweight", {"weights": f"{word}={sweep}", **REPLACE})]))
+                                      [("Reweight", {"weights": f"{word}={sweep}", **REPLACE})], model))
         reference = max(1, _colour_pixels(word, images[0]))
         for k, image in enumerate(images[1:]):
             out["P2P"][k].append(_colour_pixels(word, image) / reference)
         for k, w in enumerate(weights):
             weighted = caption.replace(f" {word} ", f" ({word}:{w:g}) ", 1)
-            image = run_images(text_to_image_graph(weighted, i, s))[0]
+            image = run_images(text_to_image_graph(weighted, i, s, model=model))[0]
             out["baseline"][k].append(_colour_pixels(word, image) / reference)
         per_seed = {m: [round(v[-1], 4) for v in per_w] for m, per_w in out.items()}
         print(f"fader: seed {i + 1}/{seeds} {per_seed}", file=sys.stderr, flush=True)
     return out
 
 
-def _fader_worker(args: tuple[int, Sampling, tuple[int, int]]) -> dict[str, list[list[float]]]:
+def _fader_worker(args: tuple[int, Sampling, tuple[int, int], str]) -> dict[str, list[list[float]]]:
     comfy_harness.boot()
-    seeds, s, share = args
-    return fader(seeds, s, share=share)
+    seeds, s, share, model = args
+    return fader(seeds, s, share=share, model=model)
 
 
-def fader_in_parallel(seeds: int, s: Sampling, workers: int) -> dict[str, list[float]]:
+def fader_in_parallel(seeds: int, s: Sampling, workers: int, model: str = "unet") -> dict[str, list[float]]:
     """Mean effect strength per weight (see `fader`), the seeds shared among `workers` processes."""
     if workers <= 1:
-        parts = [fader(seeds, s)]
+        parts = [fader(seeds, s, model=model)]
     else:
         with multiprocessing.get_context("spawn").Pool(workers) as pool:
-            parts = pool.map(_fader_worker, [(seeds, s, (k, workers)) for k in range(workers)])
+            parts = pool.map(_fader_worker, [(seeds, s, (k, workers), model) for k in range(workers)])
     return {m: [float(np.mean([v for part in parts for v in part[m][k]])) for k in range(len(FADER_WEIGHTS))]
             for m in parts[0]}
 
@@ -365,9 +376,37 @@ def _colour_pixels(colour: str, image: torch.Tensor) -> int:
     return int(sum(o.mask.sum() for o in detect(image).objects if o.colour == colour))
 
 
+def report(model: str, part: str, s: Sampling, seeds: int, edits: tuple[str, ...], workers: int) -> None:
+    """Print the tables of `part` ("model", "edits", "fader" or "all") for demo model `model`."""
+    title = {"unet": "UNet (SD-style)", "dit": "DiT (SD3-style MMDiT)"}[model]
+    settings = f"{seeds} seeds, {s.sampler}/{s.scheduler}, {s.steps} steps, cfg {s.cfg}"
+    if part in ("model", "all"):
+        acc = model_accuracy(seeds, s, model=model)
+        print(f"## The demo model: {title} ({settings})\n")
+        names = {"colour": "colour", "shape": "shape", "texture": "texture", "colour_shape": "colour + shape",
+                 "all": "every object right", "background": "background"}
+        print(table(["prompted attribute present", "fraction"], [[names[k], f"{v:.1%}"] for k, v in acc.items()]))
+    if part in ("edits", "all"):
+        measured = tuple(e for e in edits if e in MODEL_EDITS[model])
+        rows = edits_in_parallel(seeds, s, measured, workers, model)
+        print(f"\n## Edits on the {title} ({settings}; cross_replace 0.8, self_replace 0.4)\n")
+        header = ["edit", "method", "edit success", "object IoU", "mask IoU", "centroid shift px", "background PSNR dB",
+                  "reconstruction PSNR dB"]
+        print(table(header, [[edit, method, *r.cells()] for edit, by in rows.items() for method, r in by.items()]))
+        if set(edits) - set(measured):
+            print(f"\nNot measured on this model yet: {', '.join(e for e in edits if e not in measured)}.")
+    if part in ("fader", "all"):
+        result = fader_in_parallel(seeds, s, workers, model)
+        print(f"\n## Re-weight fader on the {title}: colour word x c, object pixels against the source ({settings})\n")
+        print(table(["method", *[f"c = {w:g}" for w in FADER_WEIGHTS]],
+                    [[m, *[f"{v:.3f}" for v in vals]] for m, vals in result.items()]))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--part", choices=["model", "edits", "fader", "all"], default="all")
+    parser.add_argument("--model", nargs="+", choices=list(DEMO_MODELS), default=list(DEMO_MODELS),
+                        help="the demo models to measure, one set of tables each (default: both)")
     parser.add_argument("--seeds", type=int, default=100)
     parser.add_argument("--steps", type=int, default=Sampling.steps)
     parser.add_argument("--cfg", type=float, default=Sampling.cfg)
@@ -378,24 +417,10 @@ def main() -> None:
     opts = parser.parse_args()
     s = Sampling(steps=opts.steps, cfg=opts.cfg)
     comfy_harness.boot()
-    settings = f"{opts.seeds} seeds, {s.sampler}/{s.scheduler}, {s.steps} steps, cfg {s.cfg}"
-    if opts.part in ("model", "all"):
-        acc = model_accuracy(opts.seeds, s)
-        print(f"## The demo model ({settings})\n")
-        names = {"colour": "colour", "shape": "shape", "texture": "texture", "colour_shape": "colour + shape",
-                 "all": "every object right", "background": "background"}
-        print(table(["prompted attribute present", "fraction"], [[names[k], f"{v:.1%}"] for k, v in acc.items()]))
-    if opts.part in ("edits", "all"):
-        rows = edits_in_parallel(opts.seeds, s, tuple(opts.edits), opts.workers)
-        print(f"\n## Edits ({settings}; cross_replace 0.8, self_replace 0.4)\n")
-        header = ["edit", "method", "edit success", "object IoU", "mask IoU", "centroid shift px", "background PSNR dB",
-                  "reconstruction PSNR dB"]
-        print(table(header, [[edit, method, *r.cells()] for edit, by in rows.items() for method, r in by.items()]))
-    if opts.part in ("fader", "all"):
-        result = fader_in_parallel(opts.seeds, s, opts.workers)
-        print(f"\n## Re-weight fader: colour word x c, object pixels against the source ({settings})\n")
-        print(table(["method", *[f"c = {w:g}" for w in FADER_WEIGHTS]],
-                    [[m, *[f"{v:.3f}" for v in vals]] for m, vals in result.items()]))
+    for k, model in enumerate(opts.model):
+        if k:
+            print()
+        report(model, opts.part, s, opts.seeds, tuple(opts.edits), opts.workers)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Build real ComfyUI MODEL, CLIP and VAE objects from a demo checkpoint (see `demo.model`)."""
+"""Build real ComfyUI MODEL, CLIP and VAE objects from a demo checkpoint (see `demo.model`): the UNet as an
+SD-style model, the DiT as ComfyUI's SD3 model (`comfy.model_base.SD3`, its MMDiT), both on the demo's flow."""
 
 from __future__ import annotations
 
@@ -14,14 +15,14 @@ import comfy.supported_models_base
 import torch
 from comfy import latent_formats
 
-from .model import UNET_CONFIG, read_checkpoint
+from .model import DIT_CONFIG, UNET_CONFIG, read_checkpoint
 
 T_MAX = 0.999
 """The noisiest flow time ComfyUI samples from: sigma_max = 999, where 0.1 % of the image is left."""
 
 
 class DemoFlowSampling(torch.nn.Module, comfy.model_sampling.EPS):
-    """The rectified flow the UNet was trained on, shown to ComfyUI in the additive (EPS-like) form.
+    """The rectified flow the demo models were trained on, shown to ComfyUI in the additive (EPS-like) form.
 
     Flow time t and the UNet input x_t = (1 - t) x0 + t noise; ComfyUI sees sigma = t / (1 - t) and
     x = x_t / (1 - t) = x0 + sigma * noise, as for SD. Both are the same ODE, so the samplers give the
@@ -46,7 +47,7 @@ class DemoFlowSampling(torch.nn.Module, comfy.model_sampling.EPS):
         return self.sigmas[-1]
 
     def timestep(self, sigma: torch.Tensor) -> torch.Tensor:
-        """The UNet's timestep: flow time t = sigma / (1 + sigma), times 1000."""
+        """The model's timestep: flow time t = sigma / (1 + sigma), times 1000."""
         return sigma / (1.0 + sigma) * self.multiplier
 
     def sigma(self, timestep: torch.Tensor) -> torch.Tensor:
@@ -67,7 +68,7 @@ class DemoFlowSampling(torch.nn.Module, comfy.model_sampling.EPS):
 
     def calculate_denoised(self, sigma: torch.Tensor, model_output: torch.Tensor,
                            model_input: torch.Tensor) -> torch.Tensor:
-        """x0 = x_t - t v with v = noise - x0 the UNet's output."""
+        """x0 = x_t - t v with v = noise - x0 the model's output."""
         sigma = comfy.model_sampling.reshape_sigma(sigma, model_output.ndim)
         return (model_input - sigma * model_output) / (1.0 + sigma)
 
@@ -85,17 +86,30 @@ class DemoModelConfig(comfy.supported_models_base.BASE):
         return comfy.model_base.ModelType.EPS
 
 
+class DemoDiTConfig(DemoModelConfig):
+    """ComfyUI model config of the demo DiT: ComfyUI's SD3 model (MMDiT, the text's pooled output as `y`)."""
+
+    unet_config = DIT_CONFIG
+
+    def get_model(self, state_dict: dict, prefix: str = "", device: torch.device | None = None) -> comfy.model_base.SD3:
+        return comfy.model_base.SD3(self, model_type=self.model_type(state_dict, prefix), device=device)
+
+
+CONFIGS: dict[str, type[DemoModelConfig]] = {"unet": DemoModelConfig, "dit": DemoDiTConfig}
+"""The ComfyUI model config of each demo architecture (`demo.model.ARCHITECTURES`)."""
+
+
 def load_demo(path: Path) -> tuple[comfy.model_patcher.ModelPatcher, comfy.sd.CLIP, comfy.sd.VAE, dict]:
     """Build the ComfyUI MODEL, CLIP and VAE of a demo checkpoint, plus its training info."""
     unet_sd, te_sd, meta = read_checkpoint(path)
-    config = DemoModelConfig(meta["unet_config"])
+    config = CONFIGS[meta["architecture"]](meta["unet_config"])
     config.set_inference_dtype(torch.float32, None)
     load_device = comfy.model_management.get_torch_device()
     model = config.get_model({}, device=comfy.model_management.unet_inital_load_device(1, torch.float32))
     model.model_sampling = DemoFlowSampling(meta["sampling"]["multiplier"])
     missing, unexpected = model.diffusion_model.load_state_dict(unet_sd, strict=False)
     if missing or unexpected:
-        raise ValueError(f"{path}: UNet weights do not fit "
+        raise ValueError(f"{path}: {meta['architecture']} weights do not fit "
                          f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
     patcher = comfy.model_patcher.ModelPatcher(model, load_device=load_device,
                                                offload_device=comfy.model_management.unet_offload_device())

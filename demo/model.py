@@ -1,11 +1,16 @@
-"""The demo model's definition: an SD-like UNet (ComfyUI's own `UNetModel`), a small CLIP text encoder on
-the real CLIP tokenizer, and the one-file checkpoint format. Imports only the light part of `comfy`
-(no `comfy.sd`), so the training script runs beside a bare copy of the `comfy/` tree.
+"""The demo models' definitions: two diffusion models of ComfyUI's own classes, an SD-like UNet
+(`UNetModel`) and an SD3-like diffusion transformer (`MMDiT`), each with its own small CLIP text encoder on
+the real CLIP tokenizer, and the one-file checkpoint format they share. Imports only the light part of
+`comfy` (no `comfy.sd`), so the training script runs beside a bare copy of the `comfy/` tree.
 
-Latents are RGB pixels in [-1, 1] (`[B, 3, H, W]`, no downscale). The model is trained as a rectified
-flow: `x_t = (1 - t) * x0 + t * noise`, the UNet gets timestep `1000 t` and predicts `noise - x0`, so
+Latents are RGB pixels in [-1, 1] (`[B, 3, H, W]`, no downscale). Both are trained as a rectified
+flow: `x_t = (1 - t) * x0 + t * noise`, the model gets timestep `1000 t` and predicts `noise - x0`, so
 nothing needs clipping and t = 1 is pure noise (no colour leaks through the noisiest step). ComfyUI
 sees it in the additive form of SD (`demo.loader.DemoFlowSampling`).
+
+The DiT: 32x32 pixels in patches of 4 (8 x 8 = 64 image tokens) beside the 77 CLIP tokens in each joint
+block, width 128 (MMDiT's width is 64 per head, 2 heads), 3 joint blocks; the text encoder's pooled
+output (the end token's features) is its vector input `y`, as SD3's CLIP pooled outputs are.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import json
 import types
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import comfy.ops
 import comfy.sd1_clip
@@ -46,6 +52,19 @@ UNET_CONFIG: dict = {
     "use_temporal_resblock": False,
     "use_temporal_attention": False,
 }
+# MMDiT's width is 64 * depth with `depth` heads; `num_blocks` joint blocks (the last one's text side pre-only).
+DIT_CONFIG: dict = {
+    "input_size": IMAGE_SIZE,
+    "patch_size": 4,
+    "in_channels": 3,
+    "out_channels": 3,
+    "depth": 2,
+    "num_blocks": 3,
+    "mlp_ratio": 2.0,
+    "adm_in_channels": 128,
+    "context_embedder_config": {"target": "torch.nn.Linear", "params": {"in_features": 128, "out_features": 128}},
+    "qk_norm": "rms",
+}
 # Overrides of ComfyUI's CLIP-L text config (sd1_clip_config.json); the vocabulary stays CLIP's.
 TEXT_CONFIG: dict = {
     "hidden_size": 128,
@@ -61,15 +80,19 @@ TOKEN_KEY = "text_model.embeddings.token_embedding.weight"
 def init_weights(module: torch.nn.Module) -> None:
     """Initialise a model built from `comfy.ops` layers (they skip `reset_parameters`).
 
-    Torch's default init everywhere, embeddings at std 0.02, and the last layer of every residual
-    branch (ResBlock out conv, transformer proj_out, UNet output conv) at zero.
+    Torch's default init everywhere, embeddings at std 0.02, MMDiT's q/k RMS norms at 1, and the last
+    layer of every residual branch at zero (UNet: ResBlock out conv, transformer proj_out, output conv;
+    DiT: every adaLN modulation, so each block starts as the identity, and the final linear layer).
     """
     for name, m in module.named_modules():
         if isinstance(m, torch.nn.Embedding):
             torch.nn.init.normal_(m.weight, std=0.02)
         elif isinstance(m, (torch.nn.Linear, torch.nn.Conv2d, torch.nn.GroupNorm, torch.nn.LayerNorm)):
             _reset(m)
-        if name.endswith(("out_layers.3", "proj_out")) or name == "out.2":
+        if name.endswith(("ln_q", "ln_k")):
+            torch.nn.init.ones_(m.weight)
+        zero_dit = name.endswith("adaLN_modulation.1") or name == "final_layer.linear"
+        if name.endswith(("out_layers.3", "proj_out")) or name == "out.2" or zero_dit:
             torch.nn.init.zeros_(m.weight)
             torch.nn.init.zeros_(m.bias)
     for name, p in module.named_parameters():
@@ -95,6 +118,34 @@ def build_unet(device: torch.device | str = "cpu") -> torch.nn.Module:
     return unet
 
 
+def build_dit(device: torch.device | str = "cpu") -> torch.nn.Module:
+    """A freshly initialised demo DiT (ComfyUI's SD3 `MMDiT` in the signature `comfy.model_base.SD3` uses, fp32)."""
+    from comfy.ldm.modules.diffusionmodules.mmdit import OpenAISignatureMMDITWrapper
+
+    dit = OpenAISignatureMMDITWrapper(**DIT_CONFIG, dtype=torch.float32, device=device,
+                                      operations=comfy.ops.disable_weight_init)
+    init_weights(dit)
+    return dit
+
+
+class Architecture(NamedTuple):
+    """One demo diffusion model: its config, its builder and how it takes the text."""
+
+    config: dict
+    build: Callable[[torch.device | str], torch.nn.Module]
+    pooled: bool
+    """Whether the model takes the text encoder's pooled output as its vector input `y` `[B, 128]`."""
+    checkpoint: str
+    """The file name of its shipped weights in `demo/`."""
+
+
+ARCHITECTURES: dict[str, Architecture] = {
+    "unet": Architecture(UNET_CONFIG, build_unet, False, "p2p_demo.safetensors"),
+    "dit": Architecture(DIT_CONFIG, build_dit, True, "p2p_demo_dit.safetensors"),
+}
+"""The demo models by the name their checkpoints record (`architecture`; a checkpoint without it is a UNet)."""
+
+
 def build_text_encoder(device: torch.device | str = "cpu") -> comfy.sd1_clip.SD1ClipModel:
     """A freshly initialised, trainable text encoder: ComfyUI's SD1 CLIP wrapper on the small config."""
     te = comfy.sd1_clip.SD1ClipModel(device=device, dtype=torch.float32, model_options={
@@ -106,14 +157,16 @@ def build_text_encoder(device: torch.device | str = "cpu") -> comfy.sd1_clip.SD1
     return te
 
 
-def encode_tokens(te: comfy.sd1_clip.SD1ClipModel, tokens: torch.Tensor) -> torch.Tensor:
+def encode_tokens(te: comfy.sd1_clip.SD1ClipModel, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Batched text encoding for training: what `SDClipModel.forward` computes for plain token ids
-    (last layer, final layer norm, no attention mask). tokens: `[B, 77]` long; returns `[B, 77, D]`."""
+    (last layer, final layer norm, no attention mask). tokens: `[B, 77]` long; returns the token features
+    `[B, 77, D]` and the pooled output `[B, D]` (the end token's features; SD1's CLIP-L pools unprojected)."""
     transformer = te.clip_l.transformer
     embeds = transformer.get_input_embeddings()(tokens, out_dtype=torch.float32)
     num_tokens = ((tokens == te.clip_l.special_tokens["end"]).int().argmax(-1) + 1).tolist()
-    return transformer(None, None, embeds=embeds, num_tokens=num_tokens, intermediate_output=None,
-                       final_layer_norm_intermediate=True, dtype=torch.float32)[0].float()
+    outputs = transformer(None, None, embeds=embeds, num_tokens=num_tokens, intermediate_output=None,
+                          final_layer_norm_intermediate=True, dtype=torch.float32)
+    return outputs[0].float(), outputs[3].float()
 
 
 def _clip_layer_forward(self: torch.nn.Module, x: torch.Tensor, mask: torch.Tensor | None = None,
@@ -135,22 +188,24 @@ def vocabulary_token_ids(tokenizer: comfy.sd1_clip.SD1Tokenizer) -> list[int]:
     return sorted(ids)
 
 
-def save_checkpoint(path: Path, unet: torch.nn.Module, text_encoder: torch.nn.Module, token_ids: list[int],
-                    info: dict) -> None:
-    """Write the one-file demo checkpoint.
+def save_checkpoint(path: Path, architecture: str, model: torch.nn.Module, text_encoder: torch.nn.Module,
+                    token_ids: list[int], info: dict) -> None:
+    """Write the one-file demo checkpoint of the diffusion model `model` of `ARCHITECTURES[architecture]`.
 
-    Keys: `unet.*` (UNetModel state dict), `te.*` (CLIPTextModel state dict without the token table),
-    `te_tokens.ids` `[N]` and `te_tokens.rows` `[N, D]` (the embedding rows of the caption vocabulary;
-    the loader leaves every other token at zero). Metadata holds the configs and `info`.
+    Keys: `unet.*` (the diffusion model's state dict: ComfyUI's name for it, whatever its class),
+    `te.*` (CLIPTextModel state dict without the token table), `te_tokens.ids` `[N]` and
+    `te_tokens.rows` `[N, D]` (the embedding rows of the caption vocabulary; the loader leaves every
+    other token at zero). Metadata holds the architecture, the configs and `info`.
     """
-    tensors = {f"unet.{k}": v.detach().float().cpu().contiguous() for k, v in unet.state_dict().items()}
+    tensors = {f"unet.{k}": v.detach().float().cpu().contiguous() for k, v in model.state_dict().items()}
     te_sd = text_encoder.clip_l.transformer.state_dict()
     table = te_sd.pop(TOKEN_KEY)
     tensors.update({f"te.{k}": v.detach().float().cpu().contiguous() for k, v in te_sd.items()})
     ids = torch.tensor(token_ids, dtype=torch.long)
     tensors["te_tokens.ids"] = ids
     tensors["te_tokens.rows"] = table.detach().float().cpu()[ids].contiguous()
-    meta = {"format": FORMAT, "unet_config": json.dumps(UNET_CONFIG), "text_config": json.dumps(TEXT_CONFIG),
+    meta = {"format": FORMAT, "architecture": json.dumps(architecture),
+            "unet_config": json.dumps(ARCHITECTURES[architecture].config), "text_config": json.dumps(TEXT_CONFIG),
             "sampling": json.dumps(SAMPLING), "info": json.dumps(info)}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
@@ -159,7 +214,8 @@ def save_checkpoint(path: Path, unet: torch.nn.Module, text_encoder: torch.nn.Mo
 
 
 def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], dict]:
-    """Read a demo checkpoint: (UNet state dict, full CLIPTextModel state dict, metadata with parsed JSON)."""
+    """Read a demo checkpoint: (diffusion model state dict, full CLIPTextModel state dict, metadata with parsed
+    JSON; `architecture` "unet" where the checkpoint predates the field)."""
     from safetensors import safe_open
 
     with safe_open(str(path), framework="pt") as f:
@@ -167,7 +223,7 @@ def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, torc
     if raw_meta.get("format") != FORMAT:
         raise ValueError(f"{path} is not a Prompt-to-Prompt demo checkpoint "
                          f"(format {raw_meta.get('format')!r}, expected {FORMAT!r})")
-    meta = {k: json.loads(v) for k, v in raw_meta.items() if k != "format"}
+    meta = {"architecture": "unet"} | {k: json.loads(v) for k, v in raw_meta.items() if k != "format"}
     sd = load_file(str(path))
     unet_sd = {k[5:]: v for k, v in sd.items() if k.startswith("unet.")}
     te_sd = {k[3:]: v for k, v in sd.items() if k.startswith("te.")}

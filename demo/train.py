@@ -1,11 +1,28 @@
-"""Train the demo model on procedural scenes; resumes from its last state.
+"""Train a demo model (`--model unet`, the default, or `--model dit`) on procedural scenes; resumes from its
+last state.
 
     .venv/bin/python -m demo.train --steps 6000            # CPU, or the GPU when there is one
+    .venv/bin/python -m demo.train --model dit --steps 6000
 
-The shipped `demo/p2p_demo.safetensors` came from one run on an NVIDIA H200 (2904 steps in 5.5
-minutes, EMA weights), with ComfyUI's `comfy/` tree copied beside the repo:
+The shipped `demo/p2p_demo.safetensors` (the UNet) came from one run on an NVIDIA H200 (2904 steps in
+5.5 minutes, EMA weights), with ComfyUI's `comfy/` tree copied beside the repo:
 
     python -m demo.train --steps 100000 --batch 512 --lr 8e-4 --minutes 5.5 --save-every 500
+
+The shipped `demo/p2p_demo_dit.safetensors` (the DiT) came from one run on the 2-core CPU shared with
+other jobs, at one thread: 3300 steps in 68 minutes (loss 1.38 at step 100, 0.14 at 3300), stopped by
+hand right after its step-3300 save (before `--minutes` ran out, to leave time for the benchmark):
+
+    OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python -m demo.train --model dit --steps 100000 --batch 16 \
+        --lr 1e-3 --minutes 78 --save-every 300
+
+That is far too little training (53k samples; the UNet saw 1.5M): it draws the prompted background
+(63.5 % of 100 seeds in benchmarks/results/quality_dit.txt) but rarely the prompted objects (every
+object right: 2 %); continue it.
+
+A later session continues it with the same command (and `--minutes` of its own): from
+`demo/train_state_dit.pt` where that run's state is still there, else from the shipped weights (a fresh
+optimizer, warmed up again). On a GPU a larger batch suits it, e.g. `--batch 256 --lr 8e-4`.
 
 Seeded: the data of step `i` is drawn from seed `(seed, i)`, so a resumed run sees the same stream.
 Resumes from `--state` (weights, EMA, optimizer) when it exists, else from the weights of `--out`
@@ -48,6 +65,8 @@ def flow_batch(images: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", choices=["unet", "dit"], default="unet",
+                        help="the demo model to train: the UNet or the DiT (SD3-style MMDiT)")
     parser.add_argument("--steps", type=int, default=6000, help="total optimizer steps to reach")
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--lr", type=float, default=5e-4)
@@ -55,8 +74,9 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=0.0,
                         help="stop and save after this much wall time (0: no limit)")
     parser.add_argument("--save-every", type=int, default=1000)
-    parser.add_argument("--out", type=Path, default=HERE / "p2p_demo.safetensors")
-    parser.add_argument("--state", type=Path, default=HERE / "train_state.pt")
+    parser.add_argument("--out", type=Path, help="the weights (default: the model's shipped checkpoint in demo/)")
+    parser.add_argument("--state", type=Path,
+                        help="the resumable state (default: demo/train_state.pt, demo/train_state_dit.pt)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
 
@@ -64,27 +84,30 @@ def main() -> None:
     import comfy.sd1_clip
 
     from .model import (
+        ARCHITECTURES,
         IMAGE_SIZE,
         build_text_encoder,
-        build_unet,
         encode_tokens,
         read_checkpoint,
         save_checkpoint,
         vocabulary_token_ids,
     )
 
+    architecture = ARCHITECTURES[args.model]
+    args.out = args.out or HERE / architecture.checkpoint
+    args.state = args.state or HERE / ("train_state.pt" if args.model == "unet" else f"train_state_{args.model}.pt")
     device = torch.device(args.device)
     torch.manual_seed(args.seed)
-    unet, te = build_unet(device), build_text_encoder(device)
+    diffusion, te = architecture.build(device), build_text_encoder(device)
     tokenizer = comfy.sd1_clip.SD1Tokenizer()
     token_ids = vocabulary_token_ids(tokenizer)
-    params = list(unet.parameters()) + list(te.parameters())
+    params = list(diffusion.parameters()) + list(te.parameters())
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01, betas=(0.9, 0.99))
     step, seconds, opt_start = 0, 0.0, 0  # opt_start: the step the optimizer started at (lr warm-up)
     ema: dict[str, dict[str, torch.Tensor]] = {}
     if args.state.exists():
         state = torch.load(args.state, map_location=device)
-        unet.load_state_dict(state["unet"])
+        diffusion.load_state_dict(state["unet"])
         te.load_state_dict(state["te"])
         opt.load_state_dict(state["opt"])
         step, seconds, opt_start = state["step"], state["seconds"], state["opt_start"]
@@ -92,15 +115,17 @@ def main() -> None:
         print(f"resumed from {args.state} at step {step}")
     elif args.out.exists():
         unet_sd, te_sd, meta = read_checkpoint(args.out)
-        unet.load_state_dict(unet_sd)
+        if meta["architecture"] != args.model:
+            raise SystemExit(f"{args.out} holds the {meta['architecture']} demo model, not --model {args.model}")
+        diffusion.load_state_dict(unet_sd)
         te.clip_l.transformer.load_state_dict(te_sd)
         step, seconds = meta["info"]["steps"], meta["info"]["train_seconds"]
         opt_start = step
         print(f"resumed from the weights of {args.out} at step {step} (fresh optimizer)")
     if not args.state.exists():
-        ema = {"unet": copy.deepcopy(unet.state_dict()), "te": copy.deepcopy(te.state_dict())}
+        ema = {"unet": copy.deepcopy(diffusion.state_dict()), "te": copy.deepcopy(te.state_dict())}
     # Pairs (EMA tensor, live tensor): state_dict() values share storage with the parameters.
-    live = {"unet": unet.state_dict(), "te": te.state_dict()}
+    live = {"unet": diffusion.state_dict(), "te": te.state_dict()}
     ema_pairs = [(ema[k][n], v) for k in live for n, v in live[k].items() if v.dtype.is_floating_point]
     start, base_seconds = time.time(), seconds
 
@@ -123,27 +148,28 @@ def main() -> None:
     if [tokens(c) for c in probe] != reference:
         raise RuntimeError("per-word token assembly differs from comfy's SD1Tokenizer")
     with torch.no_grad():
-        fast = encode_tokens(te, torch.tensor(reference, device=device))
-        if not torch.allclose(fast, te.clip_l(reference)[0], atol=1e-5):
+        fast, fast_pooled = encode_tokens(te, torch.tensor(reference, device=device))
+        slow, slow_pooled = te.clip_l(reference)[:2]
+        if not (torch.allclose(fast, slow, atol=1e-5) and torch.allclose(fast_pooled, slow_pooled, atol=1e-5)):
             raise RuntimeError("encode_tokens() differs from comfy's SDClipModel.forward()")
 
     def save() -> None:
-        unet_ema, te_ema = copy.deepcopy(unet), copy.deepcopy(te)
+        unet_ema, te_ema = copy.deepcopy(diffusion), copy.deepcopy(te)
         unet_ema.load_state_dict(ema["unet"])
         te_ema.load_state_dict(ema["te"])
         seconds = base_seconds + time.time() - start
         name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
         info = {"steps": step, "train_seconds": round(seconds, 1), "batch": args.batch, "lr": args.lr,
                 "seed": args.seed, "device": name}
-        save_checkpoint(args.out, unet_ema, te_ema, token_ids, info)
-        torch.save({"unet": unet.state_dict(), "te": te.state_dict(), "opt": opt.state_dict(), "step": step,
+        save_checkpoint(args.out, args.model, unet_ema, te_ema, token_ids, info)
+        torch.save({"unet": diffusion.state_dict(), "te": te.state_dict(), "opt": opt.state_dict(), "step": step,
                     "opt_start": opt_start, "seconds": seconds, "ema_unet": ema["unet"], "ema_te": ema["te"]},
                    args.state)
         print(f"saved step {step} to {args.out}", flush=True)
 
     gen = torch.Generator(device=device)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
-    unet.train()
+    diffusion.train()
     te.train()
     last_log, losses = time.time(), []
     while step < args.steps:
@@ -155,8 +181,9 @@ def main() -> None:
         for group in opt.param_groups:
             group["lr"] = args.lr * min(1.0, (step + 1 - opt_start) / 500)
         with autocast:
-            context = encode_tokens(te, torch.tensor([tokens(c) for c in captions], device=device))
-            pred = unet(x, sigma * 1000.0, context=context)
+            context, pooled = encode_tokens(te, torch.tensor([tokens(c) for c in captions], device=device))
+            vector = {"y": pooled} if architecture.pooled else {}
+            pred = diffusion(x, sigma * 1000.0, context=context, **vector)
             loss = torch.nn.functional.mse_loss(pred.float(), target)
         opt.zero_grad(set_to_none=True)
         loss.backward()

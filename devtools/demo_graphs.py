@@ -1,4 +1,4 @@
-"""Graphs on the pack's built-in demo model, shared by the quality benchmark and the demo-model tests, and the
+"""Graphs on the pack's built-in demo models, shared by the quality benchmark and the demo-model tests, and the
 real-image edit graph (inversion + edit) on any checkpoint, shared by the quality and PIE-Bench benchmarks."""
 
 from __future__ import annotations
@@ -17,10 +17,23 @@ class Sampling:
     scheduler: str = "simple"
 
 
-def text_to_image_graph(prompt: str, seed: int, s: Sampling, batch: int = 1) -> dict:
-    """Demo loader -> CLIPTextEncode (prompt, empty negative) -> KSampler -> capture `out`."""
+DEMO_MODELS = {"unet": "unet (SD-style)", "dit": "dit (SD3-style)"}
+"""P2PDemoModelLoader's `model` choice for each demo architecture (`demo.model.ARCHITECTURES`)."""
+
+
+def demo_loader(model: str = "unet") -> dict:
+    """The loader node of demo model `model` ("unet" or "dit"). The UNet's has no `model` input, as in the API
+    graphs saved before the input existed (they must keep loading the UNet)."""
+    if model not in DEMO_MODELS:
+        raise ValueError(f"model: {model!r} is not one of {', '.join(DEMO_MODELS)}")
+    return {"class_type": "P2PDemoModelLoader", "inputs": {} if model == "unet" else {"model": DEMO_MODELS[model]}}
+
+
+def text_to_image_graph(prompt: str, seed: int, s: Sampling, batch: int = 1, model: str = "unet") -> dict:
+    """Demo loader (of `model`, see `demo_loader`) -> CLIPTextEncode (prompt, empty negative) -> KSampler ->
+    capture `out`."""
     return {
-        "model": {"class_type": "P2PDemoModelLoader", "inputs": {}},
+        "model": demo_loader(model),
         "positive": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["model", 1], "text": prompt}},
         "negative": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["model", 1], "text": ""}},
         "latent": {"class_type": "P2PDemoEmptyLatent", "inputs": {"width": 32, "height": 32, "batch_size": batch}},
@@ -43,8 +56,8 @@ def text_to_image_graph(prompt: str, seed: int, s: Sampling, batch: int = 1) -> 
     }
 
 
-DEMO_LOADER = {"class_type": "P2PDemoModelLoader", "inputs": {}}
-"""The built-in demo model's loader node; a checkpoint's is CheckpointLoaderSimple (the same three outputs)."""
+DEMO_LOADER = demo_loader()
+"""The built-in demo UNet's loader node; a checkpoint's is CheckpointLoaderSimple (the same three outputs)."""
 
 REAL_IMAGE_METHODS = ("p2p", "pinned", "naive")
 """How `real_image_edit_graph` edits an inverted photo: the P2P chain sampled from the inverted noise (`p2p`),

@@ -15,7 +15,14 @@ from demo.detect import detect, match
 from demo.scenes import Scene, SceneObject, draw_scene, sample_scenes
 from devtools.comfy_host import REPO
 
-CHECKPOINT = REPO / "demo" / "p2p_demo.safetensors"
+DEMO_MODELS = ["unet", "dit"]
+"""The demo architectures (`demo.model.ARCHITECTURES`, which imports comfy: read once the host is up)."""
+
+
+def checkpoint(architecture: str) -> Path:
+    from demo.model import ARCHITECTURES
+
+    return REPO / "demo" / ARCHITECTURES[architecture].checkpoint
 
 
 def test_detector_reads_drawn_scenes() -> None:
@@ -49,9 +56,10 @@ def test_detector_keeps_a_striped_object_whole(colour: str) -> None:
     assert (mask & striped).sum() / (mask | striped).sum() >= 0.6
 
 
-def test_checkpoint_fits_and_records_its_training() -> None:
-    assert CHECKPOINT.stat().st_size <= 25 * 2**20
-    info = _info(CHECKPOINT)
+@pytest.mark.parametrize("architecture", DEMO_MODELS)
+def test_checkpoint_fits_and_records_its_training(comfy, architecture: str) -> None:
+    assert checkpoint(architecture).stat().st_size <= 25 * 2**20
+    info = _info(checkpoint(architecture), architecture)
     assert info["steps"] > 0 and info["train_seconds"] > 0
 
 
@@ -98,7 +106,7 @@ def test_attention_patches_hit_every_transformer_as_on_sd15(comfy) -> None:
     from comfy import sample as comfy_sample
 
     loader = comfy.pack("nodes.demo_model")
-    model, clip, _, _ = loader._load(loader.CHECKPOINT)
+    model, clip, _, _ = loader._load("unet")
     layers = [("input", 3), ("input", 5), ("middle", 0)] + [("output", i) for i in range(4)]
     seen: list[tuple] = []
     patched = model.clone()
@@ -121,18 +129,22 @@ def test_attention_patches_hit_every_transformer_as_on_sd15(comfy) -> None:
     assert cross == set(layers) and self_ == set(layers)
 
 
-def test_training_resumes(tmp_path: Path) -> None:
+@pytest.mark.parametrize("architecture", DEMO_MODELS)
+def test_training_resumes(tmp_path: Path, architecture: str) -> None:
     out, state = tmp_path / "demo.safetensors", tmp_path / "state.pt"
-    cmd = [sys.executable, "-m", "demo.train", "--batch", "4", "--out", str(out), "--state", str(state)]
+    cmd = [sys.executable, "-m", "demo.train", "--model", architecture, "--batch", "4", "--out", str(out),
+           "--state", str(state)]
     for steps in (1, 2):
         subprocess.run([*cmd, "--steps", str(steps)], cwd=REPO, check=True, capture_output=True, timeout=300)
-    assert _info(out)["steps"] == 2
+    assert _info(out, architecture)["steps"] == 2
     assert state.exists()
 
 
-def _info(path: Path) -> dict:
-    """The training record in a demo checkpoint's metadata (the file format is checked too)."""
+def _info(path: Path, architecture: str = "unet") -> dict:
+    """The training record in a demo checkpoint's metadata (the file format and architecture are checked too;
+    the shipped UNet predates the `architecture` field)."""
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata()
     assert meta["format"] == "p2p-demo-1"
+    assert json.loads(meta.get("architecture", '"unet"')) == architecture
     return json.loads(meta["info"])

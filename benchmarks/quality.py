@@ -4,8 +4,7 @@
     .venv/bin/python -m benchmarks.quality --part model --seeds 100
     .venv/bin/python -m benchmarks.quality --model dit        # the DiT demo model only
 
-Both demo models (`--model`: the UNet, the DiT) get the same tables; the DiT's rows are the edits the
-joint-attention path has (`MODEL_EDITS`).
+Both demo models (`--model`: the UNet, the DiT) get the same tables.
 
 Every image comes from a real in-process ComfyUI running API-format graphs: the pack's
 P2PDemoModelLoader and P2PDemoEmptyLatent, the stock CLIPTextEncode and KSampler, and the pack's
@@ -231,9 +230,6 @@ REPLACE = {"cross_replace": 0.8, "self_replace": 0.4}
 
 EDITS = ("word swap: colour", "word swap: shape", "refine: add 'striped'", "word swap: colour + local blend",
          "real image: colour swap")
-MODEL_EDITS = {"unet": EDITS, "dit": EDITS[:3]}
-"""The edits each demo model is measured on. The DiT's local blend and real-image rows join (add them here)
-once LocalBlend and DDIMInvert accept joint-attention models."""
 
 
 def edit_benchmark(seeds: int, s: Sampling, edits: tuple[str, ...] = EDITS,
@@ -387,14 +383,11 @@ def report(model: str, part: str, s: Sampling, seeds: int, edits: tuple[str, ...
                  "all": "every object right", "background": "background"}
         print(table(["prompted attribute present", "fraction"], [[names[k], f"{v:.1%}"] for k, v in acc.items()]))
     if part in ("edits", "all"):
-        measured = tuple(e for e in edits if e in MODEL_EDITS[model])
-        rows = edits_in_parallel(seeds, s, measured, workers, model)
+        rows = edits_in_parallel(seeds, s, edits, workers, model)
         print(f"\n## Edits on the {title} ({settings}; cross_replace 0.8, self_replace 0.4)\n")
         header = ["edit", "method", "edit success", "object IoU", "mask IoU", "centroid shift px", "background PSNR dB",
                   "reconstruction PSNR dB"]
         print(table(header, [[edit, method, *r.cells()] for edit, by in rows.items() for method, r in by.items()]))
-        if set(edits) - set(measured):
-            print(f"\nNot measured on this model yet: {', '.join(e for e in edits if e not in measured)}.")
     if part in ("fader", "all"):
         result = fader_in_parallel(seeds, s, workers, model)
         print(f"\n## Re-weight fader on the {title}: colour word x c, object pixels against the source ({settings})\n")

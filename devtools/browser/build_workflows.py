@@ -515,30 +515,37 @@ def checkpoint_blend_nodes(
     }
 
 
-def sdxl_spec() -> Spec:
+def checkpoint_spec(
+    title: str, ckpt_name: str, latent: dict, sampler: dict, prefix: str, note: tuple[str, tuple, tuple]
+) -> Spec:
+    """checkpoint_blend_nodes on one Load Checkpoint (`ckpt_name`: model, CLIP and VAE in one file)."""
     nodes = checkpoint_blend_nodes(
-        {"loader": node("CheckpointLoaderSimple", ckpt_name="sd_xl_base_1.0.safetensors")},
+        {"loader": node("CheckpointLoaderSimple", ckpt_name=ckpt_name)},
         ["loader", 0],
         ["loader", 1],
         ["loader", 2],
-        node("EmptyLatentImage", width=1024, height=1024, batch_size=1),
-        {"steps": 30, "cfg": 7.0, "sampler_name": "dpmpp_2m", "scheduler": "karras"},
+        latent,
+        sampler,
         ("bicycle", "motorcycle"),
     )
-    nodes["save"]["inputs"]["filename_prefix"] = "p2p_sdxl"
-    return Spec(
+    nodes["save"]["inputs"]["filename_prefix"] = prefix
+    return Spec(title, nodes, place(swap=(780, 0), edit=(780, 340)), [note])
+
+
+def sdxl_spec() -> Spec:
+    return checkpoint_spec(
         "SDXL word swap with local blend",
-        nodes,
-        place(swap=(780, 0), edit=(780, 340)),
-        [
-            (
-                "**SDXL**: the same nodes work on SDXL (and SD1.x/SD2.x) checkpoints, with any sampler "
-                "(ancestral and SDE ones included: the branches share their noise). Pick an SDXL checkpoint in "
-                "Load Checkpoint (e.g. sd_xl_base_1.0.safetensors); 1024x1024.",
-                (0, -240),
-                (700, 180),
-            )
-        ],
+        "sd_xl_base_1.0.safetensors",
+        node("EmptyLatentImage", width=1024, height=1024, batch_size=1),
+        {"steps": 30, "cfg": 7.0, "sampler_name": "dpmpp_2m", "scheduler": "karras"},
+        "p2p_sdxl",
+        (
+            "**SDXL**: the same nodes work on SDXL (and SD1.x/SD2.x) checkpoints, with any sampler "
+            "(ancestral and SDE ones included: the branches share their noise). Pick an SDXL checkpoint in "
+            "Load Checkpoint (e.g. sd_xl_base_1.0.safetensors); 1024x1024.",
+            (0, -240),
+            (700, 180),
+        ),
     )
 
 
@@ -580,31 +587,21 @@ def flux_spec() -> Spec:
 
 
 def sd35_spec() -> Spec:
-    nodes = checkpoint_blend_nodes(
-        {"loader": node("CheckpointLoaderSimple", ckpt_name="sd3.5_medium_incl_clips_t5xxlfp8scaled.safetensors")},
-        ["loader", 0],
-        ["loader", 1],
-        ["loader", 2],
+    return checkpoint_spec(
+        "SD3.5 word swap with local blend",
+        "sd3.5_medium_incl_clips_t5xxlfp8scaled.safetensors",
         node("EmptySD3LatentImage", width=1024, height=1024, batch_size=1),
         {"steps": 40, "cfg": 4.5, "sampler_name": "euler", "scheduler": "sgm_uniform"},
-        ("bicycle", "motorcycle"),
-    )
-    nodes["save"]["inputs"]["filename_prefix"] = "p2p_sd35"
-    return Spec(
-        "SD3.5 word swap with local blend",
-        nodes,
-        place(swap=(780, 0), edit=(780, 340)),
-        [
-            (
-                "**SD3.5 medium / large** (and SD3): the same nodes edit the joint attention of the MMDiT blocks "
-                "(the target's image tokens take the source's queries and keys in the early blocks). Pick in Load "
-                "Checkpoint an SD3.5 checkpoint that includes its text encoders (e.g. "
-                "sd3.5_medium_incl_clips_t5xxlfp8scaled.safetensors), or load the model and its CLIP-L, CLIP-G "
-                "and T5 separately; all prompts must fill the same number of 77-token CLIP chunks; 1024x1024.",
-                (0, -260),
-                (700, 200),
-            )
-        ],
+        "p2p_sd35",
+        (
+            "**SD3.5 medium / large** (and SD3): the same nodes edit the joint attention of the MMDiT blocks "
+            "(the target's image tokens take the source's queries and keys in the early blocks). Pick in Load "
+            "Checkpoint an SD3.5 checkpoint that includes its text encoders (e.g. "
+            "sd3.5_medium_incl_clips_t5xxlfp8scaled.safetensors), or load the model and its CLIP-L, CLIP-G "
+            "and T5 separately; all prompts must fill the same number of 77-token CLIP chunks; 1024x1024.",
+            (0, -260),
+            (700, 200),
+        ),
     )
 
 

@@ -268,19 +268,10 @@ TINY_FLUX2 = {
 modulation shared by all double and by all single blocks, no pooled vector), 64 wide. Its text encoder
 (Mistral 3 Small, whose tokenizer ComfyUI reads from the checkpoint: none offline) stands in as Flux.1's T5."""
 TINY_CHROMA = {
+    **{name: value for name, value in TINY_FLUX.items() if name != "vec_in_dim"},
     "image_model": "chroma",
     "in_channels": 64,
     "out_channels": 64,
-    "context_in_dim": TINY_T5["d_model"],
-    "hidden_size": 64,
-    "mlp_ratio": 2.0,
-    "num_heads": 4,
-    "depth": 2,
-    "depth_single_blocks": 2,
-    "axes_dim": [4, 6, 6],
-    "theta": 10000,
-    "patch_size": 2,
-    "qkv_bias": True,
     "in_dim": 64,
     "out_dim": 64,
     "hidden_dim": 128,

@@ -22,6 +22,9 @@ IDENTITY_SAMPLERS = {
 }
 """The samplers each family's identity edit runs on (tests/test_dit_families.py: the other families): all five for
 the most used ones, fewer for the others (CI time; Chroma and Flux.2 run Flux's family object)."""
+NEW_FAMILIES = ["qwen_image", "z_image", "chroma", "flux2"]
+"""The families beside Flux.1 and SD3 (tests/test_dit_families.py: their word positions): Qwen-Image, Z-Image
+(NextDiT), Chroma (Flux's blocks, T5 alone), Flux.2 (Flux's class, its flux2 blocks; Flux.1's T5 standing in)."""
 PLAIN_AFTER_A_RUN = ["flux", "sd3", "qwen_image", "z_image", "chroma"]
 """The families whose injection's blocks and window, and whose plain model after a P2P run, are checked: each
 family object once (Flux.2 runs Flux's; its tiny model hardly hears the prompt)."""
@@ -126,7 +129,7 @@ def test_plain_joint_model_samples_bit_identically_after_a_p2p_run(captured, fam
     assert torch.equal(captured["before"], captured["after"])
 
 
-@pytest.mark.parametrize("family", ["flux", "sd3"])
+@pytest.mark.parametrize("family", ["flux", "sd3", *NEW_FAMILIES])
 def test_joint_bad_inputs_are_named_and_the_next_prompt_runs(comfy, captured, family):
     unknown = edit_graph(family=family, target=SOURCE, chain=[("Reweight", {"weights": "zebra=2", **WINDOWS})], steps=2)
     with pytest.raises(comfy.GraphError, match="weights: the word 'zebra' is not in.*its words: a red cat riding a"):
@@ -145,10 +148,18 @@ def test_joint_bad_inputs_are_named_and_the_next_prompt_runs(comfy, captured, fa
     assert torch.equal(captured["out"][0], captured["out"][1])
 
 
-@pytest.mark.parametrize(("family", "calls_per_step"), [("flux", 4), ("sd3", 3), ("sd35_medium", 3 + 2)])
-def test_another_packs_attention_override_is_composed_with(comfy, captured, family, calls_per_step):
-    """calls_per_step: the model's attention calls per model call (Flux: 2 double + 2 single blocks; SD3: its 3
-    joint blocks; SD3.5 medium: those and the image-only calls of its 2 MMDiT-X blocks)."""
+CALLS_PER_STEP = {"flux": 4, "sd3": 3, "sd35_medium": 3 + 2, "qwen_image": 2 * 3, "z_image": 2 * (2 + 2 + 3),
+                  "chroma": 2 * (2 + 2), "flux2": 2 + 2}
+"""The attention calls of one sampling step: Flux's 2 double and 2 single blocks; SD3's 3 joint blocks; SD3.5
+medium's and the image-only calls of its 2 MMDiT-X blocks (one model call: prompts and negative batch together);
+in two model calls (the prompts' and the empty negative's contexts differ in length, so ComfyUI does not batch
+them): Qwen-Image's 3 joint blocks, Z-Image's 2 context refiner (text alone), 2 noise refiner (image alone) and 3
+joint layers, Chroma's 2 double and 2 single blocks; Flux.2's 2 double and 2 single blocks in one model call (its
+T5 context, at least 256 tokens, batches with the negative)."""
+
+
+@pytest.mark.parametrize("family", list(CALLS_PER_STEP))
+def test_another_packs_attention_override_is_composed_with(comfy, captured, family):
     calls = comfy.loaded_module(comfy.FIXTURE_NODES, "other_packs").CALLS
     graph = edit_graph(family=family, source=SOURCE, target=SOURCE, steps=2)
     graph["other"] = {"class_type": "P2PTestOtherAttentionOverride", "inputs": {"model": ["model", 0], "sharpen": 1.5}}
@@ -161,14 +172,14 @@ def test_another_packs_attention_override_is_composed_with(comfy, captured, fami
     calls.clear()
     comfy.run_graph(graph)
     # Wrapped once: every attention call of the run (2 steps) reaches the other pack's override once.
-    assert calls["override"] == 2 * calls_per_step
+    assert calls["override"] == 2 * CALLS_PER_STEP[family]
     with_other = captured["out"]
     assert torch.equal(with_other[0], with_other[1])
     comfy.run_graph(edit_graph(family=family, source=SOURCE, target=SOURCE, steps=2))
     assert relative(captured["out"][0], with_other[0]) > 1e-3
 
 
-@pytest.mark.parametrize("family", ["flux", "sd3"])
+@pytest.mark.parametrize("family", ["flux", "sd3", *NEW_FAMILIES])
 def test_a_joint_edit_that_never_reaches_the_joint_attention_fails_the_prompt(comfy, captured, family):
     graph = edit_graph(family=family, target="a blue dog riding a bicycle", steps=2)
     graph["bypass"] = {"class_type": "P2PTestDropAttentionPatches", "inputs": {"model": ["edit", 0], "kinds": "joint"}}

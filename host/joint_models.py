@@ -54,7 +54,7 @@ from .joint import (
 from .state import STATE_KEY
 
 WRAPPER_KEY = "prompt_to_prompt_joint"
-"""The key of `record_text_tokens` among a run's DIFFUSION_MODEL wrappers."""
+"""The key of the families' wrappers among a run's DIFFUSION_MODEL and APPLY_MODEL wrappers."""
 MAP_BLOCKS = 5
 """How many blocks' image->text maps the map observers average (Shin et al. 2025 average five blocks)."""
 DIT_BLOCK = "double_block"
@@ -113,11 +113,17 @@ class JointAttention:
         options[OVERRIDE_KEY] = JointAttentionPatch(plan, flipped, inner, observed)
         self.install_hooks(options, sites)
         if observed:
-            wrappers = dict(options.get("wrappers", {}))
-            apply_wrappers = dict(wrappers.get(comfy.patcher_extension.WrappersMP.APPLY_MODEL, {}))
-            apply_wrappers[WRAPPER_KEY] = [record_image_grid]
-            wrappers[comfy.patcher_extension.WrappersMP.APPLY_MODEL] = apply_wrappers
-            options["wrappers"] = wrappers
+            add_run_wrapper(options, comfy.patcher_extension.WrappersMP.APPLY_MODEL, record_image_grid)
+
+
+def add_run_wrapper(options: dict, kind: str, wrapper: Any) -> None:
+    """Put `wrapper`, under WRAPPER_KEY, among the `kind` wrappers of one run's transformer `options` (the
+    dicts it changes replaced by copies, the model's own left as they are)."""
+    wrappers = dict(options.get("wrappers", {}))
+    of_kind = dict(wrappers.get(kind, {}))
+    of_kind[WRAPPER_KEY] = [wrapper]
+    wrappers[kind] = of_kind
+    options["wrappers"] = wrappers
 
 
 def record_image_grid(executor: Any, *args: Any, **kwargs: Any) -> torch.Tensor:
@@ -178,11 +184,7 @@ class FluxAttention(JointAttention):
 
     def install_hooks(self, options: dict, sites: list[JointSite]) -> None:
         """`model_wrapper` as a DIFFUSION_MODEL wrapper of the run (Flux sets the block itself)."""
-        wrappers = dict(options.get("wrappers", {}))
-        model_wrappers = dict(wrappers.get(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, {}))
-        model_wrappers[WRAPPER_KEY] = [self.model_wrapper]
-        wrappers[comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL] = model_wrappers
-        options["wrappers"] = wrappers
+        add_run_wrapper(options, comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, self.model_wrapper)
 
 
 class ChromaAttention(FluxAttention):

@@ -98,7 +98,8 @@ def add_observer(model, prompts: PromptSet, observer):
 
     On a model without a P2P edit, the patches go on with an empty plan: nothing is edited, the
     maps are still observed (a plain generation's heat maps). UNet models and the joint-attention
-    families with `records_maps` (Flux, SD3) are observed; another family is refused by name."""
+    families with `records_maps` (all of them: Flux, SD3, Qwen-Image, Z-Image, Chroma) are observed; a family
+    without is refused by name."""
     for family in FAMILIES:
         if isinstance(family, JointAttention) and not family.records_maps and family.sites(model):
             raise UserError(

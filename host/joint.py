@@ -23,7 +23,9 @@ image->text weights in that window. No token mapper: AttentionReplace and Attent
 The map observers (LocalBlend's and AttentionMapRecorder's recorders, EditState.observers) see the calls of
 the blocks the family chose for maps (`observed`), before the edit: a p2p_core/joint_maps.py JointMapCall,
 the image->text maps of the prompts' word positions on the image token grid (`IMAGE_GRID_KEY`, recorded by
-the family's hook), by the host's kernel, or by explicit softmax on the reference path.
+the family's hook: the first h * w image tokens, before a model's padding or reference images' tokens; the
+context's own text tokens, `CONTEXT_TOKENS_KEY`, where the model pads them), by the host's kernel, or by
+explicit softmax on the reference path.
 """
 
 from __future__ import annotations
@@ -168,7 +170,8 @@ class JointAttentionPatch:
 
         if observe:
             reference = run.state.reference
-            self.observe(run, q, k, None if reference else attend, layout, options.get(IMAGE_GRID_KEY), step, starts)
+            grid, context = options.get(IMAGE_GRID_KEY), options.get(CONTEXT_TOKENS_KEY)
+            self.observe(run, q, k, None if reference else attend, layout, grid, context, step, starts)
         if terms is None:  # observed only: the call as it was
             return kernel(*args, **kwargs)
         rows = row_layout(tuple(starts), plan.targets)
@@ -188,15 +191,18 @@ class JointAttentionPatch:
         attend: Attend | None,
         layout: JointLayout,
         grid: tuple[int, int] | None,
+        context: int | None,
         step: tuple[int, int],
         starts: list[int],
     ) -> None:
         """Hand the run's map observers this call (q, k [B, H, N, D], before the edit; `starts` its conditional
-        chunks' first rows) as a JointMapCall; attend None: the explicit reference. A call whose image tokens
-        are not the model call's grid (no grid recorded, or extra image tokens) is not observed."""
-        if grid is None or grid[0] * grid[1] != layout.image:
+        chunks' first rows) as a JointMapCall of the grid's image tokens (the first h * w: a model's padding
+        and the reference images' tokens of Flux Kontext / Qwen-Image-Edit follow them) and the `context`'s
+        text tokens (None: all); attend None: the explicit reference. A call with no grid recorded, or fewer
+        image tokens than it, is not observed."""
+        if grid is None or grid[0] * grid[1] > layout.image:
             return
         state = run.state
-        call = JointMapCall(q, k, attend, layout, state.prompts, tuple(grid), step, starts)
+        call = JointMapCall(q, k, attend, layout, state.prompts, tuple(grid), step, starts, context=context)
         for observer in state.observers:
             observer.observe_cross(call)

@@ -16,12 +16,13 @@ transformer options of each sampling run of the edit; what differs by family is 
 - Z-Image and Lumina 2 (NextDiT): a context refiner (text alone) and a noise refiner (image alone), then
   single-stream layers over [text, image], each padded to a multiple of `pad_tokens_multiple`. A
   DIFFUSION_MODEL wrapper records the padded text and image counts (only a call of both is a joint call: the
-  refiners' stay whole), the context's own count (the padding takes no re-weight factor) and a counter of the
-  joint calls, which names the layer where the model labels none (ComfyUI 0.3.75; 0.8 labels them).
+  refiners' stay whole), the context's own count (the padding takes no re-weight factor and no word's map) and
+  a counter of the joint calls, which names the layer where the model labels none (ComfyUI 0.3.75; 0.8 labels
+  them). The layers attend with no mask: the padding tokens are keys of every softmax, as the maps read them.
 
-With map observers (LocalBlend, AttentionMapRecorder), both families also record the grid of the image
+With map observers (LocalBlend, AttentionMapRecorder), every family also records the grid of the image
 tokens of each model call (`record_image_grid`, an APPLY_MODEL wrapper: the latent's side over the
-model's patch size) and name the blocks whose image->text maps the observers average (`map_blocks`).
+model's patch size) and names the blocks whose image->text maps the observers average (`map_blocks`).
 """
 
 from __future__ import annotations
@@ -248,8 +249,6 @@ class NextDiTAttention(FluxAttention):
     name = "joint attention (Z-Image / Lumina 2 NextDiT)"
     kinds = {KIND: "joint attention (NextDiT layers)"}
     model_wrapper = staticmethod(record_nextdit_tokens)
-    records_maps = False
-    """Its joint calls pad the context beyond the prompts' tokens, which the word maps do not read yet."""
 
     def sites(self, model) -> list[JointSite]:
         """A JointSite for ("double", i) of every layer of a NextDiT model (not its refiners)."""

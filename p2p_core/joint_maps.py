@@ -13,7 +13,11 @@ so one call of the host's kernel on the image queries, with the words' columns U
 (padded with zeros to the head dim D, D words per call), gives the maps exactly: the kernel's own
 softmax over the whole row (and its key mask, if it carries one), no map formed, the cost of one
 attention call.
-Shapes: q, k [B, H, N, D] as in joint.py; the result [B, W, image] in float32, the mean over heads.
+The maps are those of the image grid's tokens, the first `grid` of the call's image tokens: what a model
+appends to them (Z-Image's padding to a multiple of 32 tokens; the reference images' tokens of Flux Kontext
+and Qwen-Image-Edit) and to the context (Z-Image's padding) keeps its place among the keys of the softmax,
+as the model attends to it, and has no map; the context's padding takes no word.
+Shapes: q, k [B, H, N, D] as in joint.py; the result [B, W, grid] in float32, the mean over heads.
 `reference_image_text_maps` is the same on the explicit map softmax(Q K^T / sqrt(D)) (the tests' reference).
 
 `JointMapCall` is one joint call as the map recorders (maps.py `CrossObservation`) see it: the maps of
@@ -51,14 +55,30 @@ def word_columns(words: Sequence[Sequence[int]], text: int) -> torch.Tensor:
     return columns
 
 
+def grid_queries(tokens: JointLayout, grid: int | None) -> slice:
+    """The token slice of the call's first `grid` image tokens (those of the image grid; None: every image
+    token). ValueError when the call has fewer image tokens than that."""
+    image = tokens.image_slice
+    if grid is None:
+        return image
+    if not 0 < grid <= tokens.image:
+        raise ValueError(f"maps: a grid of {grid} image tokens does not fit the call's {tokens.image} image tokens")
+    return slice(image.start, image.start + grid)
+
+
 def image_text_maps(
-    q: torch.Tensor, k: torch.Tensor, attend: Attend, tokens: JointLayout, columns: torch.Tensor
+    q: torch.Tensor,
+    k: torch.Tensor,
+    attend: Attend,
+    tokens: JointLayout,
+    columns: torch.Tensor,
+    grid: int | None = None,
 ) -> torch.Tensor:
-    """maps[b, w, i] = mean_h sum_j columns[b, w, j] P[b, h, img_i, txt_j]: [B, W, image] float32.
+    """maps[b, w, i] = mean_h sum_j columns[b, w, j] P[b, h, img_i, txt_j]: [B, W, grid] float32.
 
     q, k [B, H, N, D] (the rows whose maps are wanted); attend: the host's kernel, as in joint.py;
     columns [W, text] (every row) or [B, W, text] (each row its own words: the source's words on
-    the source row, ...).
+    the source row, ...); grid: the maps of the first `grid` image tokens (grid_queries; None: all).
     """
     batch, heads, n, dim = q.shape
     if n != tokens.tokens or columns.shape[-1] != tokens.text:
@@ -68,8 +88,8 @@ def image_text_maps(
         )
     words = columns.shape[-2]
     per_row = columns.to(k).expand(batch, words, tokens.text).transpose(1, 2)  # [B, text, W]
-    queries = q[:, :, tokens.image_slice]
-    out = torch.empty((batch, words, tokens.image), device=q.device, dtype=torch.float32)
+    queries = q[:, :, grid_queries(tokens, grid)]
+    out = torch.empty((batch, words, queries.shape[2]), device=q.device, dtype=torch.float32)
     for first in range(0, words, dim):
         group = per_row[:, :, first : first + dim]
         values = k.new_zeros((batch, heads, n, dim))
@@ -80,12 +100,12 @@ def image_text_maps(
 
 
 def reference_image_text_maps(
-    q: torch.Tensor, k: torch.Tensor, tokens: JointLayout, columns: torch.Tensor
+    q: torch.Tensor, k: torch.Tensor, tokens: JointLayout, columns: torch.Tensor, grid: int | None = None
 ) -> torch.Tensor:
     """image_text_maps on the explicit map: P = softmax(Q[img] K^T / sqrt(D)) over all N keys in float32,
-    [B, H, image, N], then maps[b, w, i] = mean_h sum_j columns[b, w, j] P[b, h, i, txt_j]: [B, W, image]."""
+    [B, H, grid, N], then maps[b, w, i] = mean_h sum_j columns[b, w, j] P[b, h, i, txt_j]: [B, W, grid]."""
     batch, heads, _, dim = q.shape
-    queries = q[:, :, tokens.image_slice].float() * dim**-0.5
+    queries = q[:, :, grid_queries(tokens, grid)].float() * dim**-0.5
     probs = torch.softmax(queries @ k.float().transpose(-1, -2), dim=-1)[..., tokens.text_slice]
     per_row = columns.to(probs).expand(batch, columns.shape[-2], tokens.text)
     return torch.einsum("bhit,bwt->bwi", probs, per_row) / heads
@@ -94,10 +114,11 @@ def reference_image_text_maps(
 @dataclass(frozen=True)
 class JointMapCall:
     """One joint-attention call as a maps.py CrossObservation: the image->text maps of each row's word
-    positions, from q, k [B, H, N, D] (before the edit) with `tokens`' layout, the image tokens on `grid`
-    (h, w; h * w = tokens.image). attend: the host's kernel (image_text_maps); None: the explicit
-    reference (reference_image_text_maps). A prompt position p is every text token j with j % length = p
-    (a context repeated to a common length)."""
+    positions, from q, k [B, H, N, D] (before the edit) with `tokens`' layout, the first h * w image tokens
+    on `grid` (h, w; the rest the model's padding or reference images' tokens). attend: the host's kernel
+    (image_text_maps); None: the explicit reference (reference_image_text_maps). A prompt position p is
+    every text token j < `context` with j % length = p (a context repeated to a common length; the text
+    tokens from `context` on are the model's padding; None: every text token is the context's)."""
 
     q: torch.Tensor
     k: torch.Tensor
@@ -109,21 +130,25 @@ class JointMapCall:
     chunk_starts: list[int]
     factor: None = None
     """A diffusion transformer has one grid: every map resolution takes it."""
+    context: int | None = None
+    """The call's text tokens that are the context's (the first ones); None: all of them."""
 
     def columns(self) -> tuple[list[list[int]], torch.Tensor]:
         """(per row, its prompt's word positions; columns [R, W, text]: 1 where text token j repeats row r's
-        w-th word position, W the most word positions of a row). ValueError when the call's text is not a
-        whole number of a prompt's repeats."""
+        w-th word position, W the most word positions of a row). ValueError when the call's context is not
+        a whole number of a prompt's repeats."""
         positions = [[p for p, word in enumerate(prompt.token_words) if word >= 0] for prompt in self.prompts.all]
         text = self.tokens.text
+        context = text if self.context is None else self.context
         columns = torch.zeros((self.prompts.rows, max(map(len, positions)), text), device=self.q.device)
         for row, (prompt, found) in enumerate(zip(self.prompts.all, positions, strict=True)):
-            if text % prompt.length:
+            if context % prompt.length:
                 raise ValueError(
-                    f"the joint call has {text} text tokens, not a multiple of the prompt's {prompt.length}"
+                    f"the joint call has {context} context tokens, not a multiple of the prompt's {prompt.length}"
                 )
             if found:
                 keys = torch.arange(text, device=self.q.device) % prompt.length
+                keys[context:] = -1  # the model's padding: no prompt position
                 columns[row, : len(found)] = (keys[None] == torch.tensor(found, device=keys.device)[:, None]).float()
         return positions, columns
 
@@ -138,9 +163,9 @@ class JointMapCall:
         index = torch.tensor([start + r for start in self.chunk_starts for r in range(rows)], device=self.q.device)
         q, k, chunked = self.q[index], self.k[index], columns.repeat(len(self.chunk_starts), 1, 1)
         if self.attend is None:
-            maps = reference_image_text_maps(q, k, self.tokens, chunked)
+            maps = reference_image_text_maps(q, k, self.tokens, chunked, h * w)
         else:
-            maps = image_text_maps(q, k, self.attend, self.tokens, chunked)
+            maps = image_text_maps(q, k, self.attend, self.tokens, chunked, h * w)
         maps = maps.reshape(len(self.chunk_starts), rows * words, h, w).sum(0)  # [R * W, h, w]
         maps = gaussian_smooth(maps, SMOOTHING_SIGMA).reshape(rows, words, h * w)
         for row, found in enumerate(positions):

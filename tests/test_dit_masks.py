@@ -1,7 +1,8 @@
 """LocalBlend, AttentionMapRecorder and AttentionMaskExtract on the joint-attention families in the real host
-(test_dit.py's tiny Flux.1, SD3, SD3.5 medium, Qwen-Image and Chroma of ComfyUI's own classes, real
-tokenizers): the image->text maps of the chosen blocks, fused == explicit reference; the blend keeps the source
-outside its mask; masks at the image's size that follow the word; a plain model's heat maps; named errors."""
+(test_dit.py's tiny Flux.1, SD3, SD3.5 medium, Qwen-Image, Chroma and Z-Image of ComfyUI's own classes, real
+tokenizers): the image->text maps of the chosen blocks, fused == explicit reference (Z-Image: its padded context
+and image tokens; Flux and Qwen-Image with a reference latent: its tokens after the image's); the blend keeps the
+source outside its mask; masks at the image's size that follow the word; a plain model's heat maps; named errors."""
 
 import pytest
 import torch
@@ -11,22 +12,28 @@ from test_local_blend import blend_graph, check_blend
 from devtools.graphs import add_mask_extract, edit_graph, read_pngs
 
 FAMILIES = ["flux", "sd3"]
-MAP_FAMILIES = [*FAMILIES, "qwen_image", "chroma"]
+MAP_FAMILIES = [*FAMILIES, "qwen_image", "chroma", "z_image"]
 """The families whose maps, blend and masks are tested (the bad inputs on the first two)."""
 TARGET = "a red cat riding a car"
-THRESHOLD = {"flux": 0.97, "sd3": 0.9, "qwen_image": 0.9, "chroma": 0.97}
+THRESHOLD = {"flux": 0.97, "sd3": 0.9, "qwen_image": 0.9, "chroma": 0.97, "z_image": 0.9}
 """Near the median of the tiny models' normalised word maps at 128 px (random weights: Flux's are flat), so that
 masks are partial."""
 
 
-def recorded_maps(comfy, family: str, reference: bool) -> torch.Tensor:
+def recorded_maps(comfy, family: str, reference: bool, reference_latent: torch.Tensor | None = None) -> torch.Tensor:
     """The maps [R, L, h, w] an AttentionMapRecorder on the plain tiny `family` model filed after 3 euler steps
-    (64 x 64 px: a latent of 8 x 8, image tokens 4 x 4); `reference`: computed by explicit softmax."""
+    (64 x 64 px: a latent of 8 x 8, image tokens 4 x 4); `reference`: computed by explicit softmax;
+    `reference_latent`: a reference image's latent on both conds, by ComfyUI's ReferenceLatent node (Flux
+    Kontext, Qwen-Image-Edit: its tokens follow the image's)."""
+    from comfy_extras.nodes_edit_model import ReferenceLatent
+
     import nodes
 
     model, clip, _ = comfy.tiny_model(family)
     cond, prompts = comfy.pack("host.prompts").encode_prompts(clip, SOURCE, [TARGET])
     negative = nodes.CLIPTextEncode().encode(clip, "")[0]
+    if reference_latent is not None:
+        cond, negative = (ReferenceLatent.execute(c, {"samples": reference_latent}).args[0] for c in (cond, negative))
     recorder = comfy.pack("p2p_core.maps").MapRecorder(prompts, 4)
     patched = comfy.pack("host.recording").attach_recorder(model, prompts, recorder)
     if reference:
@@ -103,9 +110,15 @@ def test_joint_map_nodes_name_bad_inputs_and_the_next_prompt_runs(comfy, capture
     assert torch.equal(captured["out"][0], captured["out"][1])
 
 
-def test_map_nodes_refuse_z_image_by_name(comfy):
-    """Z-Image / Lumina 2 edits, but its maps are not read yet: the map nodes say so, naming the family."""
-    blend = {"source_words": "cat", "target_words": "car", "threshold": 0.5}
-    graph = edit_graph(family="z_image", target=TARGET, chain=[("LocalBlend", blend)], steps=2)
-    with pytest.raises(comfy.GraphError, match=r"not support joint attention \(Z-Image / Lumina 2 NextDiT\)"):
-        comfy.run_graph(graph)
+@pytest.mark.parametrize("family", ["flux", "qwen_image"])
+def test_joint_word_maps_of_an_edit_models_graph_read_the_image_not_the_reference(comfy, family):
+    """With a reference latent (Flux Kontext, Qwen-Image-Edit: ReferenceLatent), the reference image's tokens
+    follow the image's in every joint call: the maps are the image grid's, the reference's tokens among the keys
+    of the softmax, fused == reference; and they are not the maps of the same graph without a reference."""
+    latent = torch.randn(1, 16, 6, 10, generator=torch.Generator().manual_seed(0))  # 3 x 5 reference tokens
+    if family == "qwen_image":
+        latent = latent[:, :, None]  # [B, C, T, H, W]
+    fused = recorded_maps(comfy, family, False, latent)
+    assert fused.shape[-2:] == (4, 4)
+    assert relative(fused, recorded_maps(comfy, family, True, latent)) < 1e-4
+    assert relative(fused, recorded_maps(comfy, family, False)) > 1e-3

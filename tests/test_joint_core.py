@@ -1,5 +1,7 @@
 """Unit tests of the joint-attention edit of p2p_core (pure torch): fused == reference, identity, maps."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -150,8 +152,33 @@ def test_joint_map_call_gives_each_rows_word_positions_summed_over_repeats(refer
     assert relative_error(maps[:, 1:3], expected) < 1e-5
     assert bool((maps[:, [0, 3]] == 0).all())  # start and end tokens: no word
     odd = JointMapCall(q[:, :, 1:], k[:, :, 1:], sdpa, JointLayout(7, 20), prompts, (4, 5), (0, 1), [2])
-    with pytest.raises(ValueError, match="7 text tokens, not a multiple of the prompt's 4"):
+    with pytest.raises(ValueError, match="7 context tokens, not a multiple of the prompt's 4"):
         odd.maps()
+
+
+@pytest.mark.parametrize("text_first", [True, False], ids=["txt-img", "img-txt"])
+@pytest.mark.parametrize("reference", [False, True], ids=["fused", "reference"])
+def test_joint_map_call_reads_the_grid_and_the_context_among_every_key(reference, text_first):
+    """Z-Image pads the context (8 tokens, a prompt of 4 twice) with 3 tokens and the image (a 4 x 5 grid) with 6;
+    Flux Kontext appends a reference image's tokens to the image's: the maps are the grid's queries on the
+    context's positions, the softmax over all 37 keys (the padding's and the extra image tokens' included)."""
+    positions = (-1, 0, 1, -1)
+    source = PromptTokens("a cat", ("a", "cat"), (0, 1, 5, 2), positions)
+    prompts = PromptSet(source, (PromptTokens("a dog", ("a", "dog"), (0, 1, 6, 2), positions),))
+    tokens = JointLayout(11, 26, text_first)
+    g = torch.Generator().manual_seed(4)
+    q, k = (1.5 * torch.randn(2, HEADS, 37, DIM, generator=g) for _ in range(2))
+    call = JointMapCall(q, k, None if reference else sdpa, tokens, prompts, (4, 5), (0, 1), [0], context=8)
+    full = torch.softmax(q @ k.transpose(-1, -2) * DIM**-0.5, -1).mean(1)  # [R, N, N] over every key
+    grid = slice(tokens.image_slice.start, tokens.image_slice.start + 20)
+    context = slice(tokens.text_slice.start, tokens.text_slice.start + 8)
+    per_position = full[:, grid, context].reshape(2, 20, 2, 4).sum(2).transpose(1, 2)  # key j: position j % 4
+    expected = gaussian_smooth(per_position[:, 1:3].reshape(4, 4, 5), SMOOTHING_SIGMA).reshape(2, 2, 20)
+    maps = call.maps()
+    assert maps.shape == (2, 4, 20)
+    assert relative_error(maps[:, 1:3], expected) < 1e-5
+    with pytest.raises(ValueError, match="a grid of 30 image tokens does not fit the call's 26"):
+        replace(call, grid=(5, 6)).maps()
 
 
 def test_plan_injects_in_its_blocks_and_window_and_reweights_everywhere():

@@ -17,7 +17,6 @@ from .errors import UserError, check_same_prompts
 from .joint_models import (
     ChromaAttention,
     FluxAttention,
-    JointAttention,
     NextDiTAttention,
     QwenImageAttention,
     SD3Attention,
@@ -97,15 +96,8 @@ def add_observer(model, prompts: PromptSet, observer):
     """A clone of `model` whose cross-attention layers report to `observer` (see EditState.observers).
 
     On a model without a P2P edit, the patches go on with an empty plan: nothing is edited, the
-    maps are still observed (a plain generation's heat maps). UNet models and the joint-attention
-    families with `records_maps` (all of them: Flux, SD3, Qwen-Image, Z-Image, Chroma) are observed; a family
-    without is refused by name."""
-    for family in FAMILIES:
-        if isinstance(family, JointAttention) and not family.records_maps and family.sites(model):
-            raise UserError(
-                "LocalBlend, AttentionMapRecorder and AttentionMaskExtract do not support "
-                f"{family.name} models ({model_family(model)}) yet; the edit nodes do"
-            )
+    maps are still observed (a plain generation's heat maps), on the UNet models and every joint-attention
+    family (Flux, SD3, Qwen-Image, Z-Image, Chroma)."""
     state = edit_state(model)
     if state is None:
         model = apply_edit(model, prompts, EditPlan((), Window(0.0, 0.0)))

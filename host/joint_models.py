@@ -75,9 +75,6 @@ class JointAttention:
 
     name: str
     kinds: dict[str, str]
-    records_maps = True
-    """Whether LocalBlend, AttentionMapRecorder and AttentionMaskExtract work on the family (host/edit.py
-    add_observer refuses a family without, by name)."""
 
     def sites(self, model) -> list[JointSite]:
         """The model's joint-attention sites, in the order its blocks run (none for a model of another family)."""

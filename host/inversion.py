@@ -12,9 +12,10 @@ same Euler step for every model; what differs by model is where a sampler starts
 is as a LATENT, both in `start_noise` and `invert_latent`:
 - noise added (EPS, V_PREDICTION, EDM, X0: SD1.x, SD2.x, SDXL): x = latent + sigma * noise, so a sampler
   without added noise starts at the LATENT it is given;
-- rectified flow (CONST: Flux, SD3/SD3.5; Flux's guidance, from FluxGuidance in the conditioning, reaches the
-  model as in sampling): x = sigma * noise + (1 - sigma) * latent, zero at sigma_max = 1 without noise, so the
-  pinned run hands the sampler the inverted state as its noise (a plain sampler cannot start from it).
+- rectified flow (CONST: Flux, SD3/SD3.5, Qwen-Image, Z-Image, Chroma; Flux's guidance, from FluxGuidance in the
+  conditioning, reaches the model as in sampling): x = sigma * noise + (1 - sigma) * latent, zero at sigma_max = 1
+  without noise, so the pinned run hands the sampler the inverted state as its noise (a plain sampler cannot start
+  from it).
 """
 
 from __future__ import annotations
@@ -103,7 +104,7 @@ def noise_is_added(sampling: Any) -> bool:
     flow (False); a UserError for any other, naming it. KSAMPLER starts at x = noise_scaling(sigma, noise, latent):
 
     - noise added (EPS, V_PREDICTION, EDM, X0: SD1.x, SD2.x, SDXL): x = latent + sigma * noise;
-    - rectified flow (CONST: Flux, SD3/SD3.5): x = sigma * noise + (1 - sigma) * latent;
+    - rectified flow (CONST: Flux, SD3/SD3.5, Qwen-Image, Z-Image, Chroma): x = sigma * noise + (1 - sigma) * latent;
     - neither (IMG_TO_IMG, COSMOS_RFLOW, another pack's): refused."""
     if isinstance(sampling, comfy.model_sampling.CONST):
         return False
@@ -114,7 +115,7 @@ def noise_is_added(sampling: Any) -> bool:
     raise UserError(
         f"DDIMInvert: this model's sampling ({kind}) is not one a sampler can be started from an inversion of; "
         "supported: models that add noise (eps, v-prediction, EDM, x0: SD1.x, SD2.x, SDXL) and rectified flow "
-        "(Flux, SD3/SD3.5)"
+        "(Flux, SD3/SD3.5, Qwen-Image, Z-Image, Chroma)"
     )
 
 

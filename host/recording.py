@@ -1,9 +1,9 @@
 """Attention-map recorders on a model: LocalBlend's blender and AttentionMapRecorder's recorder.
 
-A recorder (p2p_core/maps.py) is an observer of the model's cross-attention layers, or of the chosen
-joint-attention blocks of Flux and SD3 (edit.py `add_observer`; host/joint.py). One outer-sample
-wrapper (MAPS_KEY) starts every recorder before a run, blends the output of every local blend with its
-final mask, and files each recorder's averaged maps with the output latent; one post-CFG function
+A recorder (p2p_core/maps.py) is an observer of the model's cross-attention layers, or of the chosen blocks
+of a joint-attention model (Flux, SD3, Qwen-Image, Z-Image, Chroma; edit.py `add_observer`; host/joint.py).
+One outer-sample wrapper (MAPS_KEY) starts every recorder before a run, blends the output of every local blend
+with its final mask, and files each recorder's averaged maps with the output latent; one post-CFG function
 blends the denoised prediction of the target rows during sampling. Both read the observers from the
 edit state, so their order against the edit's own wrapper and the order of the nodes do not matter.
 """

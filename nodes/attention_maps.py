@@ -24,10 +24,10 @@ class AttentionMapRecorder(ResolutionChoice, io.ComfyNode):
             display_name="P2P Attention Map Recorder",
             category=CATEGORY,
             description=(
-                "Records where every word of the prompts lands while the model samples (averaged cross-attention "
-                "maps at one resolution; on Flux and SD3 the image->text part of the joint attention), for Attention "
-                "Mask Extract. Works on a plain model too (no edit). Not needed after Local Blend, which records the "
-                "same maps."
+                "Records where every word of the prompts lands while the model samples, for Attention Mask "
+                "Extract: the cross-attention maps of one resolution, averaged; on the joint-attention models (Flux, "
+                "SD3, Qwen-Image, Z-Image, Chroma), the image->text part of the joint attention. Works on a plain "
+                "model too (no edit). Not needed after Local Blend, which records the same maps."
             ),
             inputs=[
                 io.Model.Input("model", tooltip="The model, plain or patched by P2P nodes; it is cloned."),
@@ -89,7 +89,10 @@ class AttentionMaskExtract(io.ComfyNode):
                     min=1,
                     max=64,
                     optional=True,
-                    tooltip="Image pixels per latent pixel (8 for the SD1.x, SD2.x, SDXL, Flux and SD3 VAEs).",
+                    tooltip=(
+                        "Image pixels per latent pixel: 8 for the VAEs of SD1.x, SD2.x, SDXL and the joint-attention "
+                        "models (Flux.1, SD3, Qwen-Image, Z-Image, Chroma)."
+                    ),
                 ),
                 io.Image.Input(
                     "images", optional=True, tooltip="The decoded samples, to draw the heat maps over (optional)."

@@ -55,8 +55,8 @@ class P2PDemoModelLoader(io.ComfyNode):
                     optional=True,
                     tooltip=(
                         "Which demo model: the UNet (ComfyUI's SD-style UNet, cross-attention) or the DiT "
-                        "(ComfyUI's SD3 MMDiT, joint attention over text and image tokens, as Flux and SD3 "
-                        "work). Same scenes, prompts and latents."
+                        "(ComfyUI's SD3 MMDiT, joint attention over text and image tokens, as the joint-attention "
+                        "models Flux, SD3, Qwen-Image, Z-Image and Chroma work). Same scenes, prompts and latents."
                     ),
                 ),
             ],

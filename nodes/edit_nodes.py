@@ -83,8 +83,9 @@ class AttentionReplace(_WindowEdit):
             "AttentionReplace",
             "P2P Attention Replace (word swap)",
             "Word swap: 'a cat riding a bicycle' -> 'a cat riding a car'. The target takes the source's "
-            "attention maps, the swapped words through a token mapper, so the layout is kept. On Flux and SD3 the "
-            "target's image tokens take the source's queries and keys instead (no token mapper).",
+            "attention maps, the swapped words through a token mapper, so the layout is kept. On the "
+            "joint-attention models (Flux, SD3, Qwen-Image, Z-Image, Chroma) the target's image tokens take the "
+            "source's queries and keys instead (no token mapper).",
             0.8,
             0.4,
         )
@@ -99,9 +100,9 @@ class AttentionRefine(_WindowEdit):
             "AttentionRefine",
             "P2P Attention Refine (add a phrase)",
             "Refinement: add or change a phrase ('a castle' -> 'children drawing of a castle'). Tokens "
-            "aligned with the source take its maps; new tokens attend freely. On Flux and SD3 the same edit as "
-            "Attention Replace: the target's image tokens take the source's queries and keys, its words attend as "
-            "written.",
+            "aligned with the source take its maps; new tokens attend freely. On the joint-attention models (Flux, "
+            "SD3, Qwen-Image, Z-Image, Chroma) the same edit as Attention Replace: the target's image tokens take "
+            "the source's queries and keys, its words attend as written.",
             0.8,
             0.4,
         )

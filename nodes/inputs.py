@@ -76,8 +76,9 @@ def window_inputs(cross: float, self_: float) -> list[io.Input]:
             tooltip=(
                 "Fraction of the steps (from the start) during which the target takes the source's "
                 "cross-attention maps. Higher keeps more of the source's layout; lower lets bigger shape "
-                "changes through (paper: 0.8 for a swap). On Flux and SD3 (joint attention): the fraction of the steps "
-                "during which the target's image tokens take the source's queries and keys (and a re-weight acts)."
+                "changes through (paper: 0.8 for a swap). On the joint-attention models (Flux, SD3, Qwen-Image, "
+                "Z-Image, Chroma): the fraction of the steps during which the target's image tokens take the "
+                "source's queries and keys (and a re-weight acts)."
             ),
         ),
         io.Float.Input(
@@ -89,7 +90,8 @@ def window_inputs(cross: float, self_: float) -> list[io.Input]:
             tooltip=(
                 "Fraction of the steps during which the target takes the source's self-attention maps: "
                 "keeps the geometry. 0.2-0.4 is typical; higher for colour/texture edits, lower for shape edits. "
-                "UNet models only: on Flux and SD3 the image tokens' q/k injection (cross_replace) keeps the geometry."
+                "UNet models only: on the joint-attention models (Flux, SD3, Qwen-Image, Z-Image, Chroma) the image "
+                "tokens' q/k injection (cross_replace) keeps the geometry."
             ),
         ),
         io.String.Input(
@@ -98,8 +100,9 @@ def window_inputs(cross: float, self_: float) -> list[io.Input]:
             optional=True,
             tooltip=(
                 "Per-word cross_replace overrides, e.g. 'lemon=0.2, cake=0.1-0.6' (a fraction, or a "
-                "start-end range). Words are those of the target prompt. UNet models only (Flux and SD3 edit the image "
-                "tokens, not words: leave it empty)."
+                "start-end range). Words are those of the target prompt. UNet models only: the joint-attention "
+                "models (Flux, SD3, Qwen-Image, Z-Image, Chroma) edit the image tokens, not words; leave it empty "
+                "there."
             ),
         ),
         io.Float.Input(
@@ -110,8 +113,8 @@ def window_inputs(cross: float, self_: float) -> list[io.Input]:
             step=0.01,
             optional=True,
             tooltip=(
-                "Start of the cross-attention injection (fraction of the steps); the end is cross_replace. On Flux "
-                "and SD3: the start of the q/k injection."
+                "Start of the cross-attention injection (fraction of the steps); the end is cross_replace. On the "
+                "joint-attention models (Flux, SD3, Qwen-Image, Z-Image, Chroma): the start of the q/k injection."
             ),
         ),
         io.Float.Input(
@@ -152,9 +155,10 @@ def resolution_input() -> io.Combo.Input:
             "Which cross-attention layers the maps come from, by their size against the image. The paper uses "
             "1/32 (16x16 at 512 px, 32x32 at 1024 px): coarse but reliable. Finer maps follow edges more closely "
             "and are noisier; a model without layers at that size says so when it samples "
-            f"({_described(RESOLUTION_LABELS)}). Flux and SD3 have one grid, their image tokens (1/16 of the image "
-            "side), whatever this says: the maps there are the image->text part of the joint attention of five "
-            "blocks around the middle of the model, averaged and smoothed (as Shin et al. 2025)."
+            f"({_described(RESOLUTION_LABELS)}). The joint-attention models (Flux, SD3, Qwen-Image, Z-Image, "
+            "Chroma) have one grid, their image tokens (1/16 of the image side), whatever this says: the maps "
+            "there are the image->text part of the joint attention of five blocks around the middle of the "
+            "model, averaged and smoothed (as Shin et al. 2025)."
         ),
     )
 

@@ -19,7 +19,8 @@ class DDIMInvert(io.ComfyNode):
             description=(
                 "Inverts a VAE-encoded photo into the noise that the euler/ddim sampler turns back into it "
                 "(DDIM inversion), and records the way there, so that P2P edits of a real photo keep it. SD1.x, "
-                "SD2.x, SDXL, and Flux and SD3/SD3.5 (rectified flow: the same Euler inversion in sigma space)."
+                "SD2.x, SDXL, and the joint-attention models (Flux, SD3, Qwen-Image, Z-Image, Chroma; rectified "
+                "flow: the same Euler inversion in sigma space)."
             ),
             inputs=[
                 io.Model.Input("model", tooltip="The plain model, the one you connect to the P2P edit nodes."),
@@ -64,8 +65,9 @@ class DDIMInvert(io.ComfyNode):
                 io.Latent.Output(
                     tooltip=(
                         "The inverted noise: sample it with KSamplerAdvanced (add_noise 'disable') or "
-                        "SamplerCustomAdvanced (DisableNoise), with the same steps and scheduler. On Flux and SD3 "
-                        "(rectified flow) the sampler starts from it only through an edit node's inversion input "
+                        "SamplerCustomAdvanced (DisableNoise), with the same steps and scheduler. On the "
+                        "joint-attention models (Flux, SD3, Qwen-Image, Z-Image, Chroma: rectified flow) the sampler "
+                        "starts from it only through an edit node's inversion input "
                         "(ComfyUI's samplers start a flow model at (1 - sigma) x latent = 0 without noise)."
                     ),
                 ),

@@ -25,8 +25,8 @@ class LocalBlend(ResolutionChoice, io.ComfyNode):
                 "Keeps everything outside the edited words identical to the source: a mask from the cross-attention "
                 "maps of the chosen words (source and target united) blends each target toward the source while "
                 "sampling, and the final target equals the source exactly outside the final mask. Chains before "
-                "or after Attention Replace / Refine / Reweight. On Flux and SD3 the maps are the image->text part "
-                "of the joint attention."
+                "or after Attention Replace / Refine / Reweight. On the joint-attention models (Flux, SD3, "
+                "Qwen-Image, Z-Image, Chroma) the maps are the image->text part of the joint attention."
             ),
             inputs=[
                 io.Model.Input("model", tooltip="The model, plain or patched by a P2P edit node; it is cloned."),

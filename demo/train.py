@@ -77,6 +77,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="the weights (default: the model's shipped checkpoint in demo/)")
     parser.add_argument("--state", type=Path,
                         help="the resumable state (default: demo/train_state.pt, demo/train_state_dit.pt)")
+    parser.add_argument("--frozen-text-encoder", type=Path,
+                        help="a demo checkpoint whose text encoder this model reads, frozen (not trained): "
+                             "e.g. demo/p2p_demo.safetensors for the DiT")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
 
@@ -101,7 +104,10 @@ def main() -> None:
     diffusion, te = architecture.build(device), build_text_encoder(device)
     tokenizer = comfy.sd1_clip.SD1Tokenizer()
     token_ids = vocabulary_token_ids(tokenizer)
-    params = list(diffusion.parameters()) + list(te.parameters())
+    if args.frozen_text_encoder:
+        te.clip_l.transformer.load_state_dict(read_checkpoint(args.frozen_text_encoder)[1])
+        te.requires_grad_(False)
+    params = [p for p in (*diffusion.parameters(), *te.parameters()) if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01, betas=(0.9, 0.99))
     step, seconds, opt_start = 0, 0.0, 0  # opt_start: the step the optimizer started at (lr warm-up)
     ema: dict[str, dict[str, torch.Tensor]] = {}
@@ -118,7 +124,8 @@ def main() -> None:
         if meta["architecture"] != args.model:
             raise SystemExit(f"{args.out} holds the {meta['architecture']} demo model, not --model {args.model}")
         diffusion.load_state_dict(unet_sd)
-        te.clip_l.transformer.load_state_dict(te_sd)
+        if not args.frozen_text_encoder:
+            te.clip_l.transformer.load_state_dict(te_sd)
         step, seconds = meta["info"]["steps"], meta["info"]["train_seconds"]
         opt_start = step
         print(f"resumed from the weights of {args.out} at step {step} (fresh optimizer)")
@@ -161,6 +168,8 @@ def main() -> None:
         name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
         info = {"steps": step, "train_seconds": round(seconds, 1), "batch": args.batch, "lr": args.lr,
                 "seed": args.seed, "device": name}
+        if args.frozen_text_encoder:
+            info["frozen_text_encoder"] = args.frozen_text_encoder.name
         save_checkpoint(args.out, args.model, unet_ema, te_ema, token_ids, info)
         torch.save({"unet": diffusion.state_dict(), "te": te.state_dict(), "opt": opt.state_dict(), "step": step,
                     "opt_start": opt_start, "seconds": seconds, "ema_unet": ema["unet"], "ema_te": ema["te"]},
@@ -170,7 +179,7 @@ def main() -> None:
     gen = torch.Generator(device=device)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
     diffusion.train()
-    te.train()
+    te.train(not args.frozen_text_encoder)
     last_log, losses = time.time(), []
     while step < args.steps:
         gen.manual_seed(args.seed * 1_000_003 + step)
@@ -181,7 +190,8 @@ def main() -> None:
         for group in opt.param_groups:
             group["lr"] = args.lr * min(1.0, (step + 1 - opt_start) / 500)
         with autocast:
-            context, pooled = encode_tokens(te, torch.tensor([tokens(c) for c in captions], device=device))
+            with torch.set_grad_enabled(not args.frozen_text_encoder):
+                context, pooled = encode_tokens(te, torch.tensor([tokens(c) for c in captions], device=device))
             vector = {"y": pooled} if architecture.pooled else {}
             pred = diffusion(x, sigma * 1000.0, context=context, **vector)
             loss = torch.nn.functional.mse_loss(pred.float(), target)

@@ -53,12 +53,13 @@ def test_loader_without_the_model_input_loads_the_unet_and_the_dit_samples_throu
 
 
 def test_word_swap_on_the_dit_demo_changes_the_target_and_keeps_the_source(captured, comfy) -> None:
-    """The swap in every joint block (the demo DiT has 3; `coarse` is the first). Measured against how far apart
-    the two prompts' own samples are (the same noise), so that it holds however well the weights are trained."""
+    """The swap in every joint block (the benchmark's DiT settings; the demo DiT has 3, `coarse` is the first).
+    Measured against how far apart the two prompts' own samples are (the same noise), so that it holds however
+    well the weights are trained."""
     from benchmarks.quality import REPLACE, p2p_graph
 
     seed = 1
-    swap = [("AttentionReplace", {**REPLACE, "self_layers": "all"})]
+    swap = [("AttentionReplace", REPLACE["dit"])]
     comfy.run_graph(p2p_graph(SOURCE, TARGET, seed, QUICK, swap, model="dit"))
     edited = captured["out"]
     plain = {}

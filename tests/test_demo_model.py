@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors import safe_open
+from safetensors.torch import load_file
 
 from demo.detect import detect, match
 from demo.scenes import Scene, SceneObject, draw_scene, sample_scenes
@@ -130,14 +131,23 @@ def test_attention_patches_hit_every_transformer_as_on_sd15(comfy) -> None:
 
 
 @pytest.mark.parametrize("architecture", DEMO_MODELS)
-def test_training_resumes(tmp_path: Path, architecture: str) -> None:
+def test_training_resumes(comfy, tmp_path: Path, architecture: str) -> None:
+    """Two runs of the training command continue one another; the DiT is trained as it was shipped, on the UNet
+    demo's text encoder kept frozen (its `te.*` tensors stay those of the UNet's checkpoint)."""
     out, state = tmp_path / "demo.safetensors", tmp_path / "state.pt"
     cmd = [sys.executable, "-m", "demo.train", "--model", architecture, "--batch", "4", "--out", str(out),
            "--state", str(state)]
+    if architecture == "dit":
+        cmd += ["--frozen-text-encoder", str(checkpoint("unet"))]
     for steps in (1, 2):
         subprocess.run([*cmd, "--steps", str(steps)], cwd=REPO, check=True, capture_output=True, timeout=300)
     assert _info(out, architecture)["steps"] == 2
     assert state.exists()
+    if architecture == "dit":
+        assert _info(out, architecture)["frozen_text_encoder"] == checkpoint("unet").name
+        trained, unet = load_file(str(out)), load_file(str(checkpoint("unet")))
+        text_keys = [k for k in unet if k.startswith("te")]
+        assert text_keys and all(torch.equal(trained[k], unet[k]) for k in text_keys)
 
 
 def _info(path: Path, architecture: str = "unet") -> dict:

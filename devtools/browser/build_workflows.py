@@ -450,18 +450,22 @@ DIT_DEMO_WORKFLOWS = {
 """The demo workflows shipped a second time on the demo DiT, and the names of the DiT ones."""
 DIT_NOTE = (
     "**On the demo DiT** (P2P Demo Model Loader, model: dit): the same graph on the pack's small SD3-style "
-    "diffusion transformer (ComfyUI's own MMDiT class, joint attention over text and image tokens, as Flux and "
-    "SD3 work). There the target's image tokens take the source's queries and keys in the early blocks for the "
-    "first `cross_replace` of the steps; `self_replace` has no role. For Flux.1 or SD3.5 checkpoints open "
+    "diffusion transformer (ComfyUI's own MMDiT class, joint attention over text and image tokens, as Flux, "
+    "SD3 and the other joint-attention models work). There the target's image tokens take the source's queries "
+    "and keys for the first `cross_replace` of the steps, here in all three of its blocks (`self_layers`: all; "
+    "on a real model the early blocks suffice); `self_replace` has no role. For Flux.1 or SD3.5 checkpoints open "
     "`p2p_flux_word_swap` or `p2p_sd35_word_swap`.\n\n"
 )
 
 
 def on_dit_demo(spec: Spec) -> Spec:
-    """The demo-model workflow `spec` on the demo DiT: its loader set to the DiT, its note saying so."""
+    """The demo-model workflow `spec` on the demo DiT: its loader set to the DiT, its edits' `self_layers` to
+    every block (benchmarks.quality's DiT settings), its note saying so."""
     nodes = copy.deepcopy(spec.nodes)
     for loader in (n for n in nodes.values() if n["class_type"] == "P2PDemoModelLoader"):
         loader["inputs"]["model"] = DIT_DEMO_MODEL
+    for edit in (n for n in nodes.values() if n["class_type"] in ("AttentionReplace", "AttentionRefine")):
+        edit["inputs"]["self_layers"] = "all"
     (text, at, size), *other = spec.notes
     return replace(spec, title=f"DiT demo: {spec.title}", nodes=nodes, notes=[(DIT_NOTE + text, at, size), *other])
 

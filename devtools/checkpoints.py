@@ -116,7 +116,7 @@ def filename(family: str) -> str:
 
 def path(family: str) -> Path:
     """Where the family's file lies (written or not)."""
-    name = filename(family)
+    name = filename(family)  # first: its error names an unknown family
     return CACHE / FAMILIES[family].folder / name
 
 
@@ -143,7 +143,7 @@ def _state_dict(family: str, seed: int = 0) -> dict[str, torch.Tensor]:
     config.set_inference_dtype(torch.float16, None)
     model = config.get_model({})
     if spec.config in ("SD3", "Flux"):
-        # std 0.02 as the UNets' (the tiny DiTs' 0.1 at 64 wide): at 1536 and 3072 wide a layer keeps its input's scale
+        # std 0.02 as the UNets' (the tiny DiTs' 0.1 at 64 wide): at 1536-3072 wide a layer about keeps its scale
         init_dit_weights(model.diffusion_model, model.diffusion_model.hidden_size, std=0.02, seed=seed)
     else:
         init_weights(model, seed=seed)
@@ -185,7 +185,7 @@ def _vae(latent_channels: int, seed: int) -> dict[str, torch.Tensor]:
 
 
 def write(family: str) -> Path:
-    """Write the family's checkpoint (atomically: a concurrent writer never leaves half a file)."""
+    """Write the family's file (atomically: a concurrent writer never leaves half a file)."""
     boot()
     import comfy.utils
 

@@ -63,6 +63,7 @@ def boot(fixture_nodes: bool = True) -> None:
     folder_paths.set_input_directory(str(scratch / "input"))
     folder_paths.set_temp_directory(str(scratch / "temp"))
     folder_paths.add_model_folder_path("checkpoints", str(CACHE / "checkpoints"))
+    folder_paths.add_model_folder_path("diffusion_models", str(CACHE / "diffusion_models"))
     folder_paths.add_model_folder_path("loras", str(CACHE / "loras"))
     import nodes
 
@@ -171,10 +172,10 @@ def init_weights(module: torch.nn.Module, std: float = 0.02, attn_std: float = 0
         for name, p in module.named_parameters():
             if name.endswith("bias") or "norm" in name.split(".")[-2:][0]:
                 p.copy_(torch.ones_like(p) if ("norm" in name and name.endswith("weight")) else torch.zeros_like(p))
-            elif "attn2.to_q" in name or "attn2.to_k" in name:
-                p.copy_(torch.randn(p.shape, generator=generator) * attn_std)
             else:
-                p.copy_(torch.randn(p.shape, generator=generator) * std)
+                # the values of randn(...) * std, drawn in fp32 as ever (a 2B-weight checkpoint's half of its time)
+                scale = attn_std if "attn2.to_q" in name or "attn2.to_k" in name else std
+                p.copy_(torch.empty(p.shape).normal_(0.0, scale, generator=generator))
         for b in module.buffers():
             if b.is_floating_point() and not torch.isfinite(b).all():
                 b.zero_()
@@ -358,9 +359,7 @@ def tiny_model(family: str, seed: int = 0):
     import comfy.model_base
     import comfy.model_management
     import comfy.model_patcher
-    import comfy.sd
     import comfy.supported_models
-    import comfy.taesd.taesd
 
     clip_target = None  # the model config's own, where the branch sets none
     if family in ("sd15", "sd15_v"):
@@ -395,12 +394,8 @@ def tiny_model(family: str, seed: int = 0):
     elif family in ("flux", "flux_schnell", "flux_widths"):
         schnell = family == "flux_schnell"
         config_class = comfy.supported_models.FluxSchnell if schnell else comfy.supported_models.Flux
-        from comfy.ldm.flux.model import FluxParams
-
-        # ComfyUI 0.8 names the context axes of the positions (Flux.1: none); 0.3.75 has no such field
-        newer = {"txt_ids_dims": []} if "txt_ids_dims" in FluxParams.__dataclass_fields__ else {}
         widths = FLUX_WIDTHS if family == "flux_widths" else {}
-        config = config_class({**TINY_FLUX, **newer, **widths, "guidance_embed": not schnell})
+        config = config_class(flux_config(**widths, guidance_embed=not schnell))
         clip_options = {"clip_l_model_config": {**TINY_CLIP, "projection_dim": 64}, "t5xxl_model_config": TINY_T5}
     elif family in ("sd3", "sd3_no_t5", "sd35_medium", "sd35_large_widths"):
         import comfy.supported_models_base
@@ -466,15 +461,54 @@ def tiny_model(family: str, seed: int = 0):
     )
     if clip_options is None:
         return model, None, None
-    clip = comfy.sd.CLIP(clip_target or config.clip_target({}), model_options=clip_options)
+    clip, vae = text_encoders_and_vae(
+        clip_target or config.clip_target({}), clip_options, config.latent_format.latent_channels, seed
+    )
+    return model, clip, vae
+
+
+def text_encoders_and_vae(clip_target, clip_options: dict, latent_channels: int, seed: int = 0) -> tuple:
+    """(CLIP, VAE): the ClipTarget's text encoders built with `clip_options` (their configs by name, e.g.
+    `t5xxl_model_config`; a name left out is the encoder's real config) on the real tokenizers, and a TAESD of
+    `latent_channels` channels, random weights seeded from `seed`."""
+    import comfy.sd
+    import comfy.taesd.taesd
+
+    clip = comfy.sd.CLIP(clip_target, model_options=clip_options)
     vision_llm = getattr(getattr(clip.cond_stage_model, "qwen25_7b", None), "transformer", None)
     if vision_llm is not None:  # Qwen2.5-VL's vision tower (0.6B weights at its fixed size) reads images, no text
         del vision_llm.visual
     init_weights(clip.cond_stage_model, seed=seed + 1, attn_std=0.02)
-    taesd = comfy.taesd.taesd.TAESD(latent_channels=config.latent_format.latent_channels)
+    taesd = comfy.taesd.taesd.TAESD(latent_channels=latent_channels)
     init_weights(taesd, std=0.05, seed=seed + 2)
-    vae = comfy.sd.VAE(sd=taesd.state_dict())
-    return model, clip, vae
+    return clip, comfy.sd.VAE(sd=taesd.state_dict())
+
+
+@cache
+def flux_text_encoders(seed: int = 0) -> tuple:
+    """(CLIP, VAE) for the real-width Flux.1 diffusion model (`devtools.checkpoints`' `flux_widths`): CLIP-L at its
+    real shape (its pooled vector 768 wide, Flux's `vec_in`) and a T5 of T5-XXL's width (4096, Flux's context) in
+    one layer (TINY_SD3_T5), on the real tokenizers, and a TAESD of Flux's 16 latent channels.
+
+    Not a file for the stock DualCLIPLoader: it builds T5-XXL's 24 layers whatever the file holds (it recognises
+    T5-XXL by the 24th block's weights), 4.7B weights to write and run for a 4096-wide context."""
+    boot()
+    import comfy.supported_models_base
+    import comfy.text_encoders.flux
+
+    target = comfy.supported_models_base.ClipTarget(
+        comfy.text_encoders.flux.FluxTokenizer, comfy.text_encoders.flux.flux_clip()
+    )
+    return text_encoders_and_vae(target, {"t5xxl_model_config": TINY_SD3_T5}, 16, seed)
+
+
+def flux_config(**fields) -> dict:
+    """A Flux.1 transformer config as model_detection reads one: TINY_FLUX with `fields` over it, and the fields
+    ComfyUI 0.8 added (the context's position axes, none on Flux.1; 0.3.75 has no such field)."""
+    from comfy.ldm.flux.model import FluxParams
+
+    newer = {"txt_ids_dims": []} if "txt_ids_dims" in FluxParams.__dataclass_fields__ else {}
+    return {**TINY_FLUX, **newer, **fields}
 
 
 def loaded_module(folder: Path, submodule: str = ""):

@@ -42,6 +42,25 @@ class TinyModelLoader(io.ComfyNode):
         return io.NodeOutput(*harness.tiny_model(family, seed))
 
 
+class FluxTextEncoders(io.ComfyNode):
+    """The text encoders and VAE of the real-width Flux.1 diffusion model (harness.flux_text_encoders)."""
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="P2PTestFluxTextEncoders",
+            category="testing",
+            inputs=[io.Int.Input("seed", default=0)],
+            outputs=[io.Clip.Output(), io.Vae.Output()],
+        )
+
+    @classmethod
+    def execute(cls, seed: int) -> io.NodeOutput:
+        from devtools import harness
+
+        return io.NodeOutput(*harness.flux_text_encoders(seed))
+
+
 class CaptureLatent(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -202,6 +221,7 @@ class TestFixtures(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
         return [
             TinyModelLoader,
+            FluxTextEncoders,
             CaptureLatent,
             ReferenceAttention,
             SharpAttention,

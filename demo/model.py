@@ -1,7 +1,9 @@
 """The demo models' definitions: two diffusion models of ComfyUI's own classes, an SD-like UNet
-(`UNetModel`) and an SD3-like diffusion transformer (`MMDiT`), each with its own small CLIP text encoder on
-the real CLIP tokenizer, and the one-file checkpoint format they share. Imports only the light part of
-`comfy` (no `comfy.sd`), so the training script runs beside a bare copy of the `comfy/` tree.
+(`UNetModel`) and an SD3-like diffusion transformer (`MMDiT`), each with a small CLIP text encoder on the
+real CLIP tokenizer in its checkpoint (the DiT's is the UNet's, trained with the UNet and kept frozen for
+the DiT: `demo.train --frozen-text-encoder`), and the one-file checkpoint format they share. Imports only
+the light part of `comfy` (no `comfy.sd`), so the training script runs beside a bare copy of the `comfy/`
+tree.
 
 Latents are RGB pixels in [-1, 1] (`[B, 3, H, W]`, no downscale). Both are trained as a rectified
 flow: `x_t = (1 - t) * x0 + t * noise`, the model gets timestep `1000 t` and predicts `noise - x0`, so

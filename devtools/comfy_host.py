@@ -51,15 +51,18 @@ def put_comfy_on_path(vendor: bool = False) -> Path:
 
     The only `sys.path` edit of the repo. With `vendor` and a `.vendor/comfy` folder, that copy comes
     first and `.vendor/fallback` (stand-ins for missing modules) last; otherwise the host folder goes
-    first, as ComfyUI's main.py puts it. Nothing happens when the folder is already there."""
+    first, as ComfyUI's main.py puts it, moved there where it is already on the path: a worker process
+    (multiprocessing's spawn) inherits its parent's path, with ComfyUI's `comfy/` folder before the host's,
+    where `utils` would be `comfy/utils.py` and not the host's `utils` package."""
     if vendor and (VENDOR / "comfy").is_dir():
         if str(VENDOR) not in sys.path:
             sys.path.insert(0, str(VENDOR))
             sys.path.append(str(VENDOR / "fallback"))
         return VENDOR
     host = comfy_host()
-    if str(host) not in sys.path:
-        sys.path.insert(0, str(host))
+    if str(host) in sys.path:
+        sys.path.remove(str(host))
+    sys.path.insert(0, str(host))
     return host
 
 

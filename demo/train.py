@@ -131,8 +131,9 @@ def main() -> None:
         print(f"resumed from the weights of {args.out} at step {step} (fresh optimizer)")
     if not args.state.exists():
         ema = {"unet": copy.deepcopy(diffusion.state_dict()), "te": copy.deepcopy(te.state_dict())}
-    # Pairs (EMA tensor, live tensor): state_dict() values share storage with the parameters.
-    live = {"unet": diffusion.state_dict(), "te": te.state_dict()}
+    # Pairs (EMA tensor, live tensor) of what is trained (a frozen text encoder's EMA is itself): state_dict()
+    # values share storage with the parameters.
+    live = {"unet": diffusion.state_dict()} | ({} if args.frozen_text_encoder else {"te": te.state_dict()})
     ema_pairs = [(ema[k][n], v) for k in live for n, v in live[k].items() if v.dtype.is_floating_point]
     start, base_seconds = time.time(), seconds
 

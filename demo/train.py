@@ -9,20 +9,26 @@ The shipped `demo/p2p_demo.safetensors` (the UNet) came from one run on an NVIDI
 
     python -m demo.train --steps 100000 --batch 512 --lr 8e-4 --minutes 5.5 --save-every 500
 
-The shipped `demo/p2p_demo_dit.safetensors` (the DiT) came from two runs on the 2-core CPU shared with
-other jobs, at one thread each. The first trained its own text encoder with it: 3300 steps at batch 16 in
-68 minutes (loss 0.14), which drew the prompted backgrounds but hardly the objects. The second continued
+The shipped `demo/p2p_demo_dit.safetensors` (the DiT) came from four runs on the 2-core CPU, often shared
+with other jobs. The first trained its own text encoder with it: 3300 steps at batch 16 in 68 minutes of
+one thread (loss 0.14), which drew the prompted backgrounds but hardly the objects. The others continued
 its weights on the UNet demo's text encoder, frozen (the words are learned there already, and the text
-encoder's backward pass and optimizer step were two thirds of the step time): 9700 steps at batch 32 in 77
-minutes (loss 0.17 at the switch, 0.080 at step 13000), stopped by hand after its step-13000 save:
+encoder's backward pass and optimizer step were two thirds of the step time), at batch 32: 9700 steps at
+lr 1e-3 in 77 minutes of one thread (loss 0.17 at the switch, 0.080 at step 13000), then 7000 more at lr
+1e-3 in 36 minutes of two threads (a fresh optimizer; loss 0.075-0.080), each stopped by hand after a
+save, with
 
-    OMP_NUM_THREADS=1 .venv/bin/python -m demo.train --model dit --steps 1000000 --batch 32 --lr 1e-3 \
-        --minutes 85 --save-every 500 --frozen-text-encoder demo/p2p_demo.safetensors
+    OMP_NUM_THREADS=2 .venv/bin/python -m demo.train --model dit --steps 1000000 --batch 32 --lr 1e-3 \
+        --minutes 60 --save-every 1000 --frozen-text-encoder demo/p2p_demo.safetensors
 
-That is still little training (363k samples; the UNet saw 1.5M): see benchmarks/results/quality_dit.txt.
-A later session continues it with the same command (and `--minutes` of its own): from
-`demo/train_state_dit.pt` where that run's state is still there, else from the shipped weights (a fresh
-optimizer, warmed up again). On a GPU a larger batch suits it, e.g. `--batch 256 --lr 8e-4`.
+and last 5801 steps at lr 3e-4 from that run's state (the same command with `--lr 3e-4 --minutes 25`;
+loss 0.066 at step 25801, the shipped weights).
+
+That is still little training (0.77M samples; the UNet saw 1.5M): see benchmarks/results/quality_dit.txt
+and `benchmarks.word_reliance` (the DiT's loss hardly depends on the shape word yet). A later session
+continues it with the same command (and `--minutes` of its own): from `demo/train_state_dit.pt` where
+that run's state is still there, else from the shipped weights (a fresh optimizer, warmed up again). On a
+GPU a larger batch suits it, e.g. `--batch 256 --lr 8e-4`.
 
 Seeded: the data of step `i` is drawn from seed `(seed, i)`, so a resumed run sees the same stream.
 Resumes from `--state` (weights, EMA, optimizer) when it exists, else from the weights of `--out`

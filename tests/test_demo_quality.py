@@ -54,7 +54,9 @@ def test_real_image_is_reconstructed_and_edited(edits) -> None:
 
 
 def test_fader_is_monotone(quality) -> None:
-    means = quality.fader_in_parallel(2, quality.Sampling(**DEMO_SETTINGS), workers=1)["P2P"]
+    means, measured = quality.fader_in_parallel(2, quality.Sampling(**DEMO_SETTINGS), workers=1)
+    assert measured == 2  # both sources draw the colour: no seed left out
+    means = means["P2P"]
     strength = dict(zip(quality.FADER_WEIGHTS, means, strict=True))
     assert strength[-2.0] < 0.5 < strength[1.0] <= strength[4.0] + 1e-6
     assert strength[-2.0] <= strength[0.0] <= strength[1.0] + 1e-6

@@ -128,17 +128,18 @@ def layout(source: SceneDetection, target: SceneDetection, reshaped: dict[str, s
     ious, mask_ious, shifts = [], [], []
     for obj in source.objects:
         footprint = fit_shape(obj.mask, reshaped[obj.colour]) if obj.colour in reshaped else obj.mask
-        iou, best = max(((_iou(footprint, t.mask), t) for t in target.objects), key=lambda x: x[0],
-                        default=(0.0, None))
-        ious.append(iou)
-        mask_ious.append(max((_iou(obj.mask, t.mask) for t in target.objects), default=0.0))
-        if best is not None and iou > 0:
+        overlap, best = max(((iou(footprint, t.mask), t) for t in target.objects), key=lambda x: x[0],
+                            default=(0.0, None))
+        ious.append(overlap)
+        mask_ious.append(max((iou(obj.mask, t.mask) for t in target.objects), default=0.0))
+        if best is not None and overlap > 0:
             shifts.append(math.dist(obj.centroid, best.centroid))
     mean = lambda v: float(np.mean(v)) if v else 0.0  # noqa: E731
     return mean(ious), mean(mask_ious), (float(np.mean(shifts)) if shifts else float("nan"))
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two `[H, W]` bool masks (0 where both are empty)."""
     return float((a & b).sum() / max(1, (a | b).sum()))
 
 
@@ -228,9 +229,10 @@ def add_texture(scene: Scene) -> tuple[Scene, Scene]:
 WINDOWS = {"cross_replace": 0.8, "self_replace": 0.4}
 """The edit windows of Reweight on its own (the fader), which has no `self_layers`."""
 REPLACE: dict[str, dict] = {"unet": WINDOWS, "dit": {**WINDOWS, "self_layers": "all"}}
-"""AttentionReplace's and AttentionRefine's settings by demo model. The DiT has three joint blocks, so
-`self_layers` "coarse" (the first third, as on SD3) is one block, too few to hold the layout: at step 7100, 6
-seeds, the colour swap's object IoU was 0.45 with "coarse", 0.61 "medium", 0.72 "all" (baseline 0.45)."""
+"""AttentionReplace's and AttentionRefine's settings by demo model. The DiT's q/k go to the target in all its
+joint blocks: when it had three (step 7100, 6 seeds), `self_layers` "coarse" (the first third, as on SD3: one
+block) held too little of the layout: the colour swap's object IoU was 0.45 with "coarse", 0.61 "medium",
+0.72 "all" (baseline 0.45)."""
 
 
 EDITS = ("word swap: colour", "word swap: shape", "refine: add 'striped'", "word swap: colour + local blend",

@@ -45,7 +45,7 @@ def losses(model: str, scenes: int, times: tuple[float, ...] = TIMES) -> dict[fl
     ensure_comfy()
     import comfy.sd1_clip
 
-    from demo.model import ARCHITECTURES, build_text_encoder, encode_tokens, read_checkpoint
+    from demo.model import ARCHITECTURES, build_text_encoder, caption_token_ids, encode_tokens, read_checkpoint
 
     architecture = ARCHITECTURES[model]
     diffusion_sd, te_sd, _ = read_checkpoint(REPO / "demo" / architecture.checkpoint)
@@ -61,7 +61,7 @@ def losses(model: str, scenes: int, times: tuple[float, ...] = TIMES) -> dict[fl
     noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(3))
     encoded = {}
     for name, texts in captions(batch.captions).items():
-        ids = torch.tensor([[int(p[0]) for p in tokenizer.tokenize_with_weights(c)["l"][0]] for c in texts])
+        ids = torch.tensor([caption_token_ids(tokenizer, c) for c in texts])
         encoded[name] = encode_tokens(te, ids)
     out: dict[float, dict[str, float]] = {}
     for t in times:

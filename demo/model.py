@@ -10,9 +10,10 @@ flow: `x_t = (1 - t) * x0 + t * noise`, the model gets timestep `1000 t` and pre
 nothing needs clipping and t = 1 is pure noise (no colour leaks through the noisiest step). ComfyUI
 sees it in the additive form of SD (`demo.loader.DemoFlowSampling`).
 
-The DiT: 32x32 pixels in patches of 4 (8 x 8 = 64 image tokens) beside the 77 CLIP tokens in each joint
-block, width 128 (MMDiT's width is 64 per head, 2 heads), 3 joint blocks; the text encoder's pooled
-output (the end token's features) is its vector input `y`, as SD3's CLIP pooled outputs are.
+The DiT: 32x32 pixels in patches of 2 (16 x 16 = 256 image tokens) beside the 77 CLIP tokens in each joint
+block, width 128 (MMDiT's width is 64 per head, 2 heads), 6 joint blocks, 2.8M parameters; the text
+encoder's pooled output (the end token's features) is its vector input `y`, as SD3's CLIP pooled outputs
+are. (It was first trained at patches of 4 with 3 blocks and grown into this: `demo.grow`.)
 """
 
 from __future__ import annotations
@@ -57,11 +58,11 @@ UNET_CONFIG: dict = {
 # MMDiT's width is 64 * depth with `depth` heads; `num_blocks` joint blocks (the last one's text side pre-only).
 DIT_CONFIG: dict = {
     "input_size": IMAGE_SIZE,
-    "patch_size": 4,
+    "patch_size": 2,
     "in_channels": 3,
     "out_channels": 3,
     "depth": 2,
-    "num_blocks": 3,
+    "num_blocks": 6,
     "mlp_ratio": 2.0,
     "adm_in_channels": 128,
     "context_embedder_config": {"target": "torch.nn.Linear", "params": {"in_features": 128, "out_features": 128}},
@@ -179,6 +180,11 @@ def _clip_layer_forward(self: torch.nn.Module, x: torch.Tensor, mask: torch.Tens
     """
     x = x + self.self_attn(self.layer_norm1(x), mask, optimized_attention)
     return x + self.mlp(self.layer_norm2(x))
+
+
+def caption_token_ids(tokenizer: comfy.sd1_clip.SD1Tokenizer, caption: str) -> list[int]:
+    """The 77 CLIP ids ComfyUI's SD1 tokenizer gives a caption: start, the words' ids, end padding."""
+    return [int(pair[0]) for pair in tokenizer.tokenize_with_weights(caption)["l"][0]]
 
 
 def vocabulary_token_ids(tokenizer: comfy.sd1_clip.SD1Tokenizer) -> list[int]:

@@ -9,23 +9,30 @@ The shipped `demo/p2p_demo.safetensors` (the UNet) came from one run on an NVIDI
 
     python -m demo.train --steps 100000 --batch 512 --lr 8e-4 --minutes 5.5 --save-every 500
 
-The shipped `demo/p2p_demo_dit.safetensors` (the DiT) came from four runs on the 2-core CPU, often shared
-with other jobs. The first trained its own text encoder with it: 3300 steps at batch 16 in 68 minutes of
-one thread (loss 0.14), which drew the prompted backgrounds but hardly the objects. The others continued
-its weights on the UNet demo's text encoder, frozen (the words are learned there already, and the text
-encoder's backward pass and optimizer step were two thirds of the step time), at batch 32: 9700 steps at
-lr 1e-3 in 77 minutes of one thread (loss 0.17 at the switch, 0.080 at step 13000), then 7000 more at lr
-1e-3 in 36 minutes of two threads (a fresh optimizer; loss 0.075-0.080), each stopped by hand after a
-save, with
+The shipped `demo/p2p_demo_dit.safetensors` (the DiT) came from six runs on the 2-core CPU, often shared
+with other jobs, and was grown twice (`demo.grow`, which keeps what the model computes). At patches of 4
+with 3 joint blocks: the first run trained its own text encoder with it, 3300 steps at batch 16 in 68
+minutes of one thread (loss 0.14), which drew the prompted backgrounds but hardly the objects. The others
+continued its weights on the UNet demo's text encoder, frozen (the words are learned there already, and
+the text encoder's backward pass and optimizer step were two thirds of the step time), at batch 32: 9700
+steps at lr 1e-3 in 77 minutes of one thread (loss 0.17 at the switch, 0.080 at step 13000), then 7000 more
+at lr 1e-3 in 36 minutes of two threads (a fresh optimizer; loss 0.075-0.080), each stopped by hand after
+a save, with
 
     OMP_NUM_THREADS=2 .venv/bin/python -m demo.train --model dit --steps 1000000 --batch 32 --lr 1e-3 \
         --minutes 60 --save-every 1000 --frozen-text-encoder demo/p2p_demo.safetensors
 
-and last 5801 steps at lr 3e-4 from that run's state (the same command with `--lr 3e-4 --minutes 25`;
-loss 0.066 at step 25801, the shipped weights).
+then 5801 steps at lr 3e-4 from that run's state (the same command with `--lr 3e-4 --minutes 25`; loss
+0.066 at step 25801). Its loss at low noise stayed 3x the UNet's, so it was grown to patches of 2
+(`DIT_CONFIG` "patch_size": 2, "num_blocks": 3, then `python -m demo.grow demo/p2p_demo_dit.safetensors
+demo/p2p_demo_dit.safetensors`) and trained 5199 steps at lr 1e-3 (the command above with `--minutes 55
+--save-every 500`, stopped by hand after the step-31000 save; loss 0.060 against 0.066-0.080 at patches of
+4 on the same batches' stream), then grown to 6 joint blocks (the shipped `DIT_CONFIG`, `demo.grow`
+again) and trained 1923 steps at lr 1e-3 (`--minutes 30 --save-every 500`), then 652 at lr 3e-4 from that
+run's state (`--lr 3e-4 --minutes 10`; loss 0.053-0.055 at step 33575, the shipped weights).
 
-That is still little training (0.77M samples; the UNet saw 1.5M): see benchmarks/results/quality_dit.txt
-and `benchmarks.word_reliance` (the DiT's loss hardly depends on the shape word yet). A later session
+That is still little training (1.02M samples; the UNet saw 1.5M): see benchmarks/results/quality_dit.txt
+and `benchmarks.word_reliance` (at step 25801 the DiT's loss hardly depended on the shape word). A later session
 continues it with the same command (and `--minutes` of its own): from `demo/train_state_dit.pt` where
 that run's state is still there, else from the shipped weights (a fresh optimizer, warmed up again). On a
 GPU a larger batch suits it, e.g. `--batch 256 --lr 8e-4`.
@@ -96,6 +103,7 @@ def main() -> None:
         ARCHITECTURES,
         IMAGE_SIZE,
         build_text_encoder,
+        caption_token_ids,
         encode_tokens,
         read_checkpoint,
         save_checkpoint,
@@ -158,7 +166,7 @@ def main() -> None:
     # The fast paths must match ComfyUI's own tokenizer and text-encoding path exactly.
     probe_gen = torch.Generator(device=device).manual_seed(12345)
     probe = ["", "a red circle on a blue background", *sample_scenes(32, probe_gen, 32, device).captions]
-    reference = [[int(p[0]) for p in tokenizer.tokenize_with_weights(c)["l"][0]] for c in probe]
+    reference = [caption_token_ids(tokenizer, c) for c in probe]
     if [tokens(c) for c in probe] != reference:
         raise RuntimeError("per-word token assembly differs from comfy's SD1Tokenizer")
     with torch.no_grad():

@@ -27,10 +27,6 @@ def foreground(latent: torch.Tensor) -> np.ndarray:
     return found.foreground
 
 
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    return float((a & b).sum() / (a | b).sum())
-
-
 def distance(a: torch.Tensor, b: torch.Tensor) -> float:
     """Mean absolute difference of two latents `[3, H, W]` (pixels in [-1, 1])."""
     return float((a - b).abs().mean())
@@ -44,7 +40,7 @@ def test_dit_choice_is_an_sd3_model_with_joint_attention_sites(comfy) -> None:
     model, clip, _ = loader.P2PDemoModelLoader.execute(model="dit (SD3-style)").result
     assert isinstance(model.model, SD3) and isinstance(model.model.diffusion_model, MMDiT)
     sites = comfy.pack("host.joint_models").SD3Attention().sites(model)
-    assert [site.block for site in sites] == [("double", 0), ("double", 1), ("double", 2)]
+    assert [site.block for site in sites] == [("double", i) for i in range(6)]
     cond, pooled = clip.encode_from_tokens(clip.tokenize(SOURCE), return_pooled=True)
     assert cond.shape == (1, 77, 128) and pooled.shape == (1, 128)  # the pooled output is the DiT's `y`
 
@@ -71,7 +67,7 @@ def test_word_swap_on_the_dit_demo_changes_the_target_and_keeps_the_source(captu
     weights are trained: the edit moves the target away from it and keeps the source's layout better than it
     (the objects' footprint, as the detector reads it: a colour swap's pixels differ from the source's
     wherever the object is, so a pixel distance would mostly measure the new colour)."""
-    from benchmarks.quality import REPLACE, p2p_graph
+    from benchmarks.quality import REPLACE, iou, p2p_graph
 
     seed = 1
     swap = [("AttentionReplace", REPLACE["dit"])]

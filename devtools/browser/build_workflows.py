@@ -452,7 +452,7 @@ DIT_NOTE = (
     "**On the demo DiT** (P2P Demo Model Loader, model: dit): the same graph on the pack's small SD3-style "
     "diffusion transformer (ComfyUI's own MMDiT class, joint attention over text and image tokens, as Flux, "
     "SD3 and the other joint-attention models work). There the target's image tokens take the source's queries "
-    "and keys for the first `cross_replace` of the steps, here in all three of its blocks (`self_layers`: all; "
+    "and keys for the first `cross_replace` of the steps, here in all six of its blocks (`self_layers`: all; "
     "on a real model the early blocks suffice); `self_replace` has no role. For Flux.1 or SD3.5 checkpoints open "
     "`p2p_flux_word_swap` or `p2p_sd35_word_swap`.\n\n"
 )

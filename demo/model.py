@@ -121,11 +121,12 @@ def build_unet(device: torch.device | str = "cpu") -> torch.nn.Module:
     return unet
 
 
-def build_dit(device: torch.device | str = "cpu") -> torch.nn.Module:
-    """A freshly initialised demo DiT (ComfyUI's SD3 `MMDiT` in the signature `comfy.model_base.SD3` uses, fp32)."""
+def build_dit(device: torch.device | str = "cpu", **overrides: object) -> torch.nn.Module:
+    """A freshly initialised demo DiT (ComfyUI's SD3 `MMDiT` in the signature `comfy.model_base.SD3` uses, fp32)
+    of `DIT_CONFIG` with `overrides` (e.g. `num_blocks`: the smaller DiTs `demo.grow` grows from)."""
     from comfy.ldm.modules.diffusionmodules.mmdit import OpenAISignatureMMDITWrapper
 
-    dit = OpenAISignatureMMDITWrapper(**DIT_CONFIG, dtype=torch.float32, device=device,
+    dit = OpenAISignatureMMDITWrapper(**(DIT_CONFIG | overrides), dtype=torch.float32, device=device,
                                       operations=comfy.ops.disable_weight_init)
     init_weights(dit)
     return dit

@@ -9,16 +9,10 @@ from demo.grow import block_positions, halve_patch, insert_blocks
 
 
 def mmdit(**overrides: object) -> torch.nn.Module:
-    """A demo-sized ComfyUI MMDiT of `DIT_CONFIG` with `overrides`, initialised as `demo.model` does."""
-    import comfy.ops
-    from comfy.ldm.modules.diffusionmodules.mmdit import OpenAISignatureMMDITWrapper
+    """A demo DiT of `DIT_CONFIG` with `overrides`, freshly initialised (`demo.model.build_dit`)."""
+    from demo.model import build_dit
 
-    from demo.model import DIT_CONFIG, init_weights
-
-    net = OpenAISignatureMMDITWrapper(**(DIT_CONFIG | overrides), dtype=torch.float32, device="cpu",
-                                      operations=comfy.ops.disable_weight_init)
-    init_weights(net)
-    return net.eval()
+    return build_dit("cpu", **overrides)
 
 
 def test_block_positions_keep_the_first_and_the_last_block_in_place() -> None:

@@ -31,7 +31,7 @@ demo/p2p_demo_dit.safetensors`) and trained 5199 steps at lr 1e-3 (the command a
 again) and trained 1923 steps at lr 1e-3 (`--minutes 30 --save-every 500`), then 652 at lr 3e-4 from that
 run's state (`--lr 3e-4 --minutes 10`; loss 0.053-0.055 at step 33575), then 2320 more at lr 3e-4 from
 those weights (a fresh optimizer, warmed up again; `--lr 3e-4 --minutes 55 --save-every 500`, its first 15
-minutes beside a pip install; loss 0.053-0.054 at step 35895, the shipped weights).
+minutes beside the environment's set-up; loss 0.053-0.054 at step 35895, the shipped weights).
 
 That is still little training (1.09M samples; the UNet saw 1.5M): see benchmarks/results/quality_dit.txt
 and `benchmarks.word_reliance` (at step 25801 the DiT's loss hardly depended on the shape word). A later session

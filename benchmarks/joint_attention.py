@@ -12,8 +12,9 @@ source row and its target rows (`--targets`, default 1: Flux is guidance-distill
   SD3.5 Large 1024 px 4096 image tokens, 333 text tokens (77 CLIP-L/G + 256 T5; ComfyUI pads its T5
                       part to at least 77, so a short prompt gives 154), 38 heads of 64 (ComfyUI's mmdit:
                       heads = depth = 38, hidden 64 * depth).
-Edits: `inject` (the targets' image-token q and k := the source's: one kernel call) and `inject +
-reweight` (two words re-weighted, 2 and -1: the text and the image queries in two kernel calls).
+Edits, as the host runs them: `inject` (the targets' image-token q and k := the source's, their image
+queries reading the source's text keys through a word swap's mapper: the text and the image queries in
+two kernel calls) and `inject + reweight` (two words re-weighted too, 2 and -1).
 Paths: `kernel` (the unedited call), `fused` (p2p_core.joint.fused_joint_attention on that kernel),
 `explicit` (p2p_core.joint.reference_joint_attention: float32 maps [B, H, N, N], softmax in place).
 The explicit path forms the same maps for either edit, so it is measured on the re-weight (all of it).
@@ -83,7 +84,7 @@ def call(shape: Shape, edit: str, path: str, targets: int) -> Callable[..., torc
         scale = torch.ones(targets, shape.text)
         for position, factor in REWEIGHTED.items():
             scale[:, position] = factor
-    terms = JointTerms(True, scale)
+    terms = JointTerms(True, scale, torch.arange(shape.text).repeat(targets, 1))
     if path == "kernel":
         return comfy_sdpa
     if path == "fused":

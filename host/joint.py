@@ -15,10 +15,13 @@ the host's kernel, or the previous override where another pack put one.
 
 An edit node's plan (EditPlan) becomes a JointPlan (p2p_core/joint_plan.py): the target's image-token q
 and k take the source's in the blocks the family picks for `self_layers`, while `cross_replace` (from
-`cross_start`) covers the step; the re-weight factors of the target's text positions (Flux: T5; SD3: its
-CLIP and its T5 part; Qwen-Image, Z-Image: their LLM's; 1 on a model's own text padding) scale its
-image->text weights in that window. No token mapper: AttentionReplace and AttentionRefine edit alike;
-`self_replace` has no role.
+`cross_start`) covers the step, and there its image queries read the source's text keys through the edit's
+token mapper (AttentionReplace's word swap, AttentionRefine's alignment: each target token the source token
+it maps to, a token of a swap that changes the token count the first of the span, a token only the target
+has its own key, a special token the mapper leaves out and a model's own text padding the source's at the
+same position); the re-weight factors of the target's text positions (Flux: T5; SD3: its CLIP and its T5
+part; Qwen-Image, Z-Image: their LLM's; 1 on a model's own text padding) scale its image->text weights in
+that window. `self_replace` has no role.
 
 The map observers (LocalBlend's and AttentionMapRecorder's recorders, EditState.observers) see the calls of
 the blocks the family chose for maps (`observed`), before the edit: a p2p_core/joint_maps.py JointMapCall,
@@ -30,6 +33,7 @@ explicit softmax on the reference path.
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from typing import Any
 
@@ -89,19 +93,49 @@ def joint_plan(plan: EditPlan, injected: frozenset[Block]) -> JointPlan:
     weights = torch.stack([t.weight for t in plan.targets])
     window = Window(start, end)
     text_weights = None if bool((weights == 1).all()) else weights
-    return JointPlan(len(plan.targets), injected, window, text_weights, weight_window=window)
+    sources = torch.stack([text_sources(t.mapper, t.injected) for t in plan.targets])
+    return JointPlan(len(plan.targets), injected, window, text_weights, weight_window=window, text_sources=sources)
 
 
-def tiled_weights(plan: JointPlan, text: int, context: int | None = None) -> JointPlan:
-    """The plan with its [T, L] weights tiled to a context of `context` tokens (ComfyUI repeats a context
-    to the common length of the batched conds; each copy of a token takes its factor) and padded with 1 to
-    the call's `text` tokens (the model's own padding; `context` None: `text`, no padding)."""
-    length = plan.text_weights.shape[1]
+def text_sources(mapper: torch.Tensor, injected: torch.Tensor) -> torch.Tensor:
+    """[L] long, L = lcm(Ls, Lt): the source context position whose key each target context position's
+    image queries read, from the edit's mapper [Ls, Lt] and injected [Lt]: the source token its column maps
+    (the first of a span), the same position where the mapper maps none (a special token), -1 (its own key)
+    for a token only the target has. ComfyUI repeats the shorter context to L: target position p is token
+    p % Lt, read against the source copy that holds p."""
+    ls, lt = mapper.shape
+    positions = torch.arange(math.lcm(ls, lt))
+    token = positions % lt
+    mapped = positions // ls * ls + mapper.argmax(0)[token]  # the (first) source token of the token's column
+    unmapped = (mapper.amax(0) <= 0)[token]  # a special token the mapper leaves out (SD3's CLIP padding)
+    sources = torch.where(unmapped, positions, mapped)
+    return torch.where(injected[token] > 0, sources, -1)
+
+
+def tiled(plan: JointPlan, text: int, context: int | None = None) -> JointPlan:
+    """The plan with its per-position tensors over a context of `context` tokens (ComfyUI repeats a context
+    to the common length of the batched conds) and the call's `text` tokens (the model's own padding
+    after the context; `context` None: `text`, no padding): the [T, L] weights tiled (each copy of a token
+    takes its factor), padded with 1; the [T, L] text sources tiled copy by copy, the padding read from the
+    source's own padding."""
     context = text if context is None else context
-    if context % length:
-        raise ValueError(f"the model call has {context} context tokens, not a multiple of the prompts' {length}")
-    tiled = plan.text_weights.tile(1, context // length)
-    return replace(plan, text_weights=torch.nn.functional.pad(tiled, (0, text - context), value=1.0))
+    changes = {}
+    for name in ("text_weights", "text_sources"):
+        value = getattr(plan, name)
+        if value is None:
+            continue
+        length = value.shape[1]
+        if context % length:
+            raise ValueError(f"the model call has {context} context tokens, not a multiple of the prompts' {length}")
+        copies = value.tile(1, context // length)
+        if name == "text_weights":
+            changes[name] = torch.nn.functional.pad(copies, (0, text - context), value=1.0)
+        else:
+            offsets = torch.arange(context) // length * length
+            copies = torch.where(copies >= 0, copies + offsets, copies)
+            padding = torch.arange(context, text).expand(copies.shape[0], -1)
+            changes[name] = torch.cat((copies, padding), dim=1)
+    return replace(plan, **changes)
 
 
 class JointAttentionPatch:
@@ -120,12 +154,12 @@ class JointAttentionPatch:
         self._by_text: dict[tuple[int, int | None], JointPlan] = {}
 
     def plan_for(self, text: int, context: int | None = None) -> JointPlan:
-        """The plan for a call of `text` text tokens, `context` of them the context's (tiled_weights; once per
+        """The plan for a call of `text` text tokens, `context` of them the context's (`tiled`; once per
         length)."""
-        if self.plan.text_weights is None:
+        if self.plan.text_weights is None and self.plan.text_sources is None:
             return self.plan
         if (text, context) not in self._by_text:
-            self._by_text[text, context] = tiled_weights(self.plan, text, context)
+            self._by_text[text, context] = tiled(self.plan, text, context)
         return self._by_text[text, context]
 
     def __call__(self, func, *args: Any, **kwargs: Any) -> torch.Tensor:

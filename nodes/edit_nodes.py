@@ -85,7 +85,7 @@ class AttentionReplace(_WindowEdit):
             "Word swap: 'a cat riding a bicycle' -> 'a cat riding a car'. The target takes the source's "
             "attention maps, the swapped words through a token mapper, so the layout is kept. On the "
             "joint-attention models (Flux, SD3, Qwen-Image, Z-Image, Chroma) the target's image tokens take the "
-            "source's queries and keys instead (no token mapper).",
+            "source's queries and keys instead, and read the source's text keys through the token mapper.",
             0.8,
             0.4,
         )
@@ -102,7 +102,8 @@ class AttentionRefine(_WindowEdit):
             "Refinement: add or change a phrase ('a castle' -> 'children drawing of a castle'). Tokens "
             "aligned with the source take its maps; new tokens attend freely. On the joint-attention models (Flux, "
             "SD3, Qwen-Image, Z-Image, Chroma) the same edit as Attention Replace: the target's image tokens take "
-            "the source's queries and keys, its words attend as written.",
+            "the source's queries and keys and read the aligned words' text keys from the source; new words keep "
+            "their own.",
             0.8,
             0.4,
         )

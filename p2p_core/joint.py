@@ -14,15 +14,24 @@ target row t with source row s (Shin et al. 2025, arXiv 2508.07519), in chosen b
 
     Q_t[img] := Q_s[img],   K_t[img] := K_s[img]
 
-so image->image is exactly the source's map, image->text reads the source's image queries against
-the target's words, and the target's text queries read the source's image keys. No token mapper:
-the text tokens keep their own positions. The paper's re-weight of words (without renormalising)
-scales the image->text weights of their text tokens by c (1 on every other column):
+so image->image is exactly the source's map and the target's text queries read the source's image
+keys. The image queries also read the source's text keys, each target text token j taking the key of
+the source token m(j) the edit's token mapper gives it (its own where the source has none, a word
+AttentionRefine adds):
+
+    K_t[txt_j] := K_s[txt_m(j)]   for the image queries only (the text queries keep K_t[txt])
+
+so the target's image->text map is the source's (P2P's cross-attention replacement, as on the UNet),
+read against the target's words' values. Shin et al. keep the target's text keys there; on the demo
+DiT the source's lift the colour swap's success from 15 % to 29 % and its object IoU from 0.77 to
+0.89 (100 seeds: with its own keys the target's new colour word often lost the object to the other
+object's colour). The paper's re-weight of words (without renormalising) scales the
+image->text weights of their text tokens by c (1 on every other column):
 
     out_t[img] = P_t[img, :] diag(c) V_t,    out_t[txt] = P_t[txt, :] V_t
 
 which folds into the values: the image queries attend diag(c) V_t, the text queries V_t. Two kernel
-calls, no map formed.
+calls (text queries, then image queries with the mapped keys and scaled values), no map formed.
 """
 
 from __future__ import annotations
@@ -83,6 +92,9 @@ class JointTerms:
 
     inject: bool
     text_scale: torch.Tensor | None
+    text_keys: torch.Tensor | None = None
+    """[T, text] long, with injection: per target and text token j of the call, the source text token m(j)
+    whose key the target's image queries read (-1: its own key). None: every target keeps its own."""
 
     def check(self, q: torch.Tensor, rows: RowLayout, tokens: JointLayout) -> None:
         """ValueError naming the mismatch between q [B, H, N, D], the rows, the layout and the terms."""
@@ -95,10 +107,20 @@ class JointTerms:
         if rows.starts and last >= q.shape[0]:
             raise ValueError(f"the edited rows reach row {last} of a batch of {q.shape[0]}")
         expected = (rows.targets, tokens.text)
-        if self.text_scale is not None and tuple(self.text_scale.shape) != expected:
-            raise ValueError(
-                f"text_scale has shape {list(self.text_scale.shape)}, not [targets, text tokens] = {list(expected)}"
-            )
+        for name, value in (("text_scale", self.text_scale), ("text_keys", self.text_keys)):
+            if value is not None and tuple(value.shape) != expected:
+                raise ValueError(
+                    f"{name} has shape {list(value.shape)}, not [targets, text tokens] = {list(expected)}"
+                )
+        if self.text_keys is not None and not self.inject:
+            raise ValueError("text_keys map the target's text keys for its injected image queries: inject is off")
+
+
+def source_text_keys(source: torch.Tensor, target: torch.Tensor, text_keys: torch.Tensor) -> torch.Tensor:
+    """The text keys a target's image queries read: [H, text, D], token j the source's m(j) = text_keys[j]
+    (source, target: [H, text, D] the rows' own text keys; text_keys [text] long, -1: the target's own)."""
+    mapped = source[:, text_keys.clamp(min=0)]
+    return torch.where((text_keys >= 0)[None, :, None], mapped, target)
 
 
 def fused_joint_attention(
@@ -112,11 +134,12 @@ def fused_joint_attention(
 ) -> torch.Tensor:
     """The edited call on the host's kernel: [B, N, H*D], in the call's token order.
 
-    Injection writes the source's image-token q and k into the target rows, then one kernel call
-    over the whole batch (identical inputs give identical outputs: an identity edit returns the
-    source row bit for bit). With a re-weight the text queries attend V and the image queries
-    attend V with the target rows' text tokens scaled by c: two calls, over every row alike.
-    Writes into q, k and (re-weight only) v: fresh projections the caller's block owns.
+    Injection writes the source's image-token q and k into the target rows. Then the text queries
+    attend the whole batch, the target rows' text keys become the source's `text_keys` and (re-weight)
+    their text values are scaled by c, and the image queries attend: two kernel calls over every row
+    alike (identical inputs give identical outputs: an identity edit returns the source row bit for
+    bit); one where neither text keys nor weights change. Writes into q, k and v: fresh projections
+    the caller's block owns.
     """
     terms.check(q, rows, tokens)
     image, text = tokens.image_slice, tokens.text_slice
@@ -124,12 +147,18 @@ def fused_joint_attention(
         for source, targets in rows.slices:
             q[targets, :, image] = q[source, :, image]
             k[targets, :, image] = k[source, :, image]
-    if terms.text_scale is None:
+    if terms.text_scale is None and terms.text_keys is None:
         return attend(q, k, v)
     text_out = attend(q[:, :, text], k, v)
-    scale = terms.text_scale.to(v)[:, None, :, None]  # [T, 1, text, 1]
-    for _, targets in rows.slices:
-        v[targets, :, text] *= scale
+    if terms.text_keys is not None:
+        text_keys = terms.text_keys.to(k.device)
+        for source, targets in rows.slices:
+            for index, row in enumerate(range(targets.start, targets.stop)):
+                k[row, :, text] = source_text_keys(k[source.start, :, text], k[row, :, text], text_keys[index])
+    if terms.text_scale is not None:
+        scale = terms.text_scale.to(v)[:, None, :, None]  # [T, 1, text, 1]
+        for _, targets in rows.slices:
+            v[targets, :, text] *= scale
     image_out = attend(q[:, :, image], k, v)
     return torch.cat((text_out, image_out) if tokens.text_first else (image_out, text_out), dim=1)
 
@@ -148,9 +177,9 @@ def reference_joint_attention(
     """The same edit on explicit maps [B, H, N, N] in float32, block by block: [B, N, H*D] float32.
 
     Target t of source s, with injection: logits_t[img, img] = logits_s[img, img],
-    logits_t[img, txt] = Q_s[img] K_t[txt]^T, logits_t[txt, img] = Q_t[txt] K_s[img]^T (scaled by
-    1/sqrt(D)), text->text its own; then P = softmax over each row, P_t[img, txt] *= c (the
-    re-weight, not renormalised), out = P V.
+    logits_t[img, txt_j] = Q_s[img] K_s[txt_m(j)]^T (K_t[txt_j] where m(j) = -1 or no text_keys),
+    logits_t[txt, img] = Q_t[txt] K_s[img]^T (scaled by 1/sqrt(D)), text->text its own; then
+    P = softmax over each row, P_t[img, txt] *= c (the re-weight, not renormalised), out = P V.
     """
     terms.check(q, rows, tokens)
     batch, heads, n, dim = q.shape
@@ -158,9 +187,14 @@ def reference_joint_attention(
     kt = k.float().transpose(-1, -2)
     image, text = tokens.image_slice, tokens.text_slice
     logits = qs @ kt  # [B, H, N, N]: the one map this path holds
-    for source, target, _ in rows.pairs() if terms.inject else []:
+    for source, target, index in rows.pairs() if terms.inject else []:
         logits[target, :, image, image] = logits[source, :, image, image]
-        logits[target, :, image, text] = qs[source, :, image] @ kt[target, :, :, text]
+        text_keys = kt[target, :, :, text]
+        if terms.text_keys is not None:
+            mapped = source_text_keys(kt[source, :, :, text].transpose(-1, -2), text_keys.transpose(-1, -2),
+                                      terms.text_keys[index].to(q.device))
+            text_keys = mapped.transpose(-1, -2)
+        logits[target, :, image, text] = qs[source, :, image] @ text_keys
         logits[target, :, text, image] = qs[target, :, text] @ kt[source, :, :, image]
     maps = softmax_(logits)
     if terms.text_scale is not None:

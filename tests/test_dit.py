@@ -121,6 +121,52 @@ def test_joint_injection_acts_in_its_window_and_blocks(captured, family):
     assert relative(none[1], alone) < 1e-5
 
 
+def test_text_sources_follow_comfyuis_repeated_contexts_and_the_models_padding(comfy):
+    joint = comfy.pack("host.joint")
+    # A 2-token source against a 4-token target (ComfyUI repeats the source to 4): target token 1 spreads
+    # over source tokens 0-1 (its first), token 2 is new (not injected), token 3 a special the mapper leaves out.
+    mapper = torch.tensor([[1.0, 0.5, 0, 0], [0, 0.5, 0, 0]])
+    sources = joint.text_sources(mapper, torch.tensor([1.0, 1, 0, 1]))
+    assert sources.tolist() == [0, 0, -1, 3]  # token 3 reads the source's copy at the same position
+    # A 4-token source against a 2-token target repeated to 4: each copy reads the source's own tokens.
+    assert joint.text_sources(torch.eye(4)[:, [1, 3]], torch.ones(2)).tolist() == [1, 3, 1, 3]
+    plan = joint.JointPlan(1, frozenset(), joint.Window(0, 1), text_sources=torch.tensor([[-1, 0]]))
+    # Tiled to a context of 4 (two copies of the prompts' 2) and a call of 6 (the model's padding: the same).
+    assert joint.tiled(plan, 6, 4).text_sources.tolist() == [[-1, 0, -1, 2, 4, 5]]
+    with pytest.raises(ValueError, match="not a multiple of the prompts' 2"):
+        joint.tiled(plan, 5, 5)
+
+
+@pytest.mark.parametrize(("family", "edit"), [("flux", "AttentionRefine"), ("sd3", "AttentionReplace")])
+def test_the_targets_image_queries_read_the_source_text_keys_through_the_mapper(comfy, captured, monkeypatch,
+                                                                                 family, edit):
+    """Every injected call hands the core each target text token's source token: the swapped or aligned word's
+    source positions (Flux's T5; SD3's CLIP and T5 parts), -1 for a word only the target has."""
+    joint = comfy.pack("host.joint")
+    fused = joint.fused_joint_attention
+    seen: list[torch.Tensor] = []
+
+    def spy(q, k, v, attend, rows, tokens, terms):
+        seen.append(terms.text_keys)
+        return fused(q, k, v, attend, rows, tokens, terms)
+
+    monkeypatch.setattr(joint, "fused_joint_attention", spy)
+    target = "a red cat riding a rusty bicycle" if edit == "AttentionRefine" else "a red dog riding a bicycle"
+    comfy_harness.run_graph(edit_graph(family=family, target=target, edit=edit, steps=2))
+    _, prompts = comfy.pack("host.prompts").encode_prompts(comfy.tiny_model(family)[1], SOURCE, [target])
+    source, changed = prompts.source, prompts.all[1]
+    words = [("red", "red"), ("riding", "riding"), ("bicycle", "bicycle")]
+    words.append(("cat", "cat") if edit == "AttentionRefine" else ("cat", "dog"))
+    assert seen and all(keys is not None for keys in seen)
+    for keys in seen:
+        for old, new in words:
+            assert keys[0, changed.find_phrase(new)].tolist() == source.find_phrase(old), (old, new)
+        if edit == "AttentionRefine":
+            assert set(keys[0, changed.find_phrase("rusty")].tolist()) == {-1}
+        else:
+            assert -1 not in keys[0].tolist()
+
+
 @pytest.mark.parametrize("family", PLAIN_AFTER_A_RUN)
 def test_plain_joint_model_samples_bit_identically_after_a_p2p_run(captured, family):
     plain = dict(family=family, edit=None, batch=2, steps=3)
@@ -160,8 +206,16 @@ T5 context, at least 256 tokens, batches with the negative)."""
 
 
 @pytest.mark.parametrize("family", list(CALLS_PER_STEP))
-def test_another_packs_attention_override_is_composed_with(comfy, captured, family):
+def test_another_packs_attention_override_is_composed_with(comfy, captured, monkeypatch, family):
     calls = comfy.loaded_module(comfy.FIXTURE_NODES, "other_packs").CALLS
+    joint = comfy.pack("host.joint")
+    fused, split = joint.fused_joint_attention, []
+
+    def spy(q, k, v, attend, rows, tokens, terms):
+        split.append(terms.text_keys is not None or terms.text_scale is not None)
+        return fused(q, k, v, attend, rows, tokens, terms)
+
+    monkeypatch.setattr(joint, "fused_joint_attention", spy)
     graph = edit_graph(family=family, source=SOURCE, target=SOURCE, steps=2)
     graph["other"] = {"class_type": "P2PTestOtherAttentionOverride", "inputs": {"model": ["model", 0], "sharpen": 1.5}}
     graph["edit"]["inputs"]["model"] = ["other", 0]
@@ -172,8 +226,10 @@ def test_another_packs_attention_override_is_composed_with(comfy, captured, fami
     graph["sample"]["inputs"]["model"] = ["chain0", 0]
     calls.clear()
     comfy.run_graph(graph)
-    # Wrapped once: every attention call of the run (2 steps) reaches the other pack's override once.
-    assert calls["override"] == 2 * CALLS_PER_STEP[family]
+    # Wrapped once: every attention call of the run (2 steps) reaches the other pack's override once, an edited
+    # call with the source's text keys twice (its text queries, then its image queries: two kernel calls).
+    assert any(split)
+    assert calls["override"] == 2 * CALLS_PER_STEP[family] + sum(split)
     with_other = captured["out"]
     assert torch.equal(with_other[0], with_other[1])
     comfy.run_graph(edit_graph(family=family, source=SOURCE, target=SOURCE, steps=2))

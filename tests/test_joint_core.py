@@ -51,12 +51,23 @@ def scales(targets: int, seed: int = 5) -> torch.Tensor:
     return c
 
 
+def mapped_keys(targets: int) -> torch.Tensor:
+    """[T, TEXT] source text tokens: tokens 2 and 3 swapped (a swap), token 4 the target's own (an added word)."""
+    keys = torch.arange(TEXT).repeat(targets, 1)
+    keys[:, [2, 3]] = torch.tensor([3, 2])
+    keys[:, 4] = -1
+    return keys
+
+
 @pytest.mark.parametrize("tokens", ORDERS, ids=["txt-img", "img-txt"])
 @pytest.mark.parametrize("rows_name", list(ROWS))
-@pytest.mark.parametrize("inject, reweight", [(True, False), (True, True), (False, True)])
-def test_fused_joint_attention_equals_reference(tokens, rows_name, inject, reweight):
+@pytest.mark.parametrize(
+    "inject, reweight, keys", [(True, False, False), (True, True, False), (False, True, False), (True, False, True),
+                               (True, True, True)]
+)
+def test_fused_joint_attention_equals_reference(tokens, rows_name, inject, reweight, keys):
     size, rows = ROWS[rows_name]
-    terms = JointTerms(inject, scales(rows.targets) if reweight else None)
+    terms = JointTerms(inject, scales(rows.targets) if reweight else None, mapped_keys(rows.targets) if keys else None)
     q, k, v = batch(size)
     expected = reference_joint_attention(q.clone(), k.clone(), v.clone(), rows, tokens, terms)
     fused = fused_joint_attention(q.clone(), k.clone(), v.clone(), sdpa, rows, tokens, terms)
@@ -83,6 +94,32 @@ def test_identity_edit_is_bit_identical_to_the_source(tokens):
     for source, target, _ in rows.pairs():
         assert torch.equal(out[target], out[source])
     assert torch.equal(out, sdpa(q, k, v))
+    # The source's text keys through the identity mapper: two kernel calls, the same rows bit for bit.
+    keys = torch.arange(TEXT).repeat(rows.targets, 1)
+    mapped = fused_joint_attention(q.clone(), k.clone(), v.clone(), sdpa, rows, tokens, JointTerms(True, None, keys))
+    for source, target, _ in rows.pairs():
+        assert torch.equal(mapped[target], mapped[source])
+
+
+@pytest.mark.parametrize("tokens", ORDERS, ids=["txt-img", "img-txt"])
+def test_image_queries_read_the_source_text_keys_through_the_mapper(tokens):
+    """With text_keys the target's image queries attend the source's text keys (token j: the source's m(j),
+    its own where m(j) = -1); its text queries keep its own text keys."""
+    q, k, v = batch(2, seed=7)
+    rows = RowLayout((0,), 1)
+    text, image = tokens.text_slice, tokens.image_slice
+    keys = mapped_keys(1)
+    own = fused_joint_attention(q.clone(), k.clone(), v.clone(), sdpa, rows, tokens, JointTerms(True, None))
+    out = fused_joint_attention(q.clone(), k.clone(), v.clone(), sdpa, rows, tokens, JointTerms(True, None, keys))
+    q_in, k_in = _injected(q, k, tokens)
+    k_mapped = k_in.clone()
+    source_text, target_text = k[0, :, text], k[1, :, text]
+    for j, m in enumerate(keys[0].tolist()):
+        k_mapped[1, :, text][:, j] = source_text[:, m] if m >= 0 else target_text[:, j]
+    assert relative_error(out[1, image], sdpa(q_in, k_mapped, v)[1, image]) < 1e-6
+    assert relative_error(out[1, image], own[1, image]) > 0.05
+    assert relative_error(out[1, text], own[1, text]) < 1e-6
+    assert torch.equal(out[0], own[0])
 
 
 @pytest.mark.parametrize("tokens", ORDERS, ids=["txt-img", "img-txt"])
@@ -193,6 +230,10 @@ def test_plan_injects_in_its_blocks_and_window_and_reweights_everywhere():
     terms = weighted.terms(("double", 1), 7, 10, TEXT, cpu, f32)
     assert not terms.inject and torch.equal(terms.text_scale, weighted.text_weights)
     assert plan.reweighted([{(2,): 1.0}], TEXT).terms(("double", 1), 0, 10, TEXT, cpu, f32) is None
+    # The text sources go with the injection only.
+    mapped = replace(plan, text_sources=mapped_keys(1))
+    assert torch.equal(mapped.terms(("double", 0), 0, 10, TEXT, cpu, f32).text_keys, mapped_keys(1))
+    assert mapped.terms(("double", 1), 0, 10, TEXT, cpu, f32) is None
 
 
 def test_bad_input_is_named():
@@ -213,6 +254,16 @@ def test_bad_input_is_named():
         plan.terms(None, 0, 10, 9, torch.device("cpu"), torch.float32)
     with pytest.raises(ValueError, match=r"positions \[7\]"):
         plan.reweighted([{(7,): 2.0}], TEXT)
+    with pytest.raises(ValueError, match=r"text_keys has shape \[1, 5\]"):
+        fused_joint_attention(q, k, v, sdpa, RowLayout((0,), 1), ORDERS[0], JointTerms(True, None, torch.zeros(1, 5)))
+    with pytest.raises(ValueError, match="inject is off"):
+        fused_joint_attention(q, k, v, sdpa, RowLayout((0,), 1), ORDERS[0], JointTerms(False, None, mapped_keys(1)))
+    with pytest.raises(ValueError, match=r"outside 0\.\.6"):
+        JointPlan(1, frozenset(), Window(0, 1), text_sources=torch.tensor([[0, 1, 2, 3, 4, 5, 7]]))
+    with pytest.raises(ValueError, match="text sources cover 7 text tokens, this call has 9"):
+        JointPlan(1, frozenset({("double", 0)}), Window(0, 1), text_sources=mapped_keys(1)).terms(
+            ("double", 0), 0, 10, 9, torch.device("cpu"), torch.float32
+        )
 
 
 def test_fused_runs_in_the_models_dtype():

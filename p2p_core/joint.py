@@ -93,8 +93,9 @@ class JointTerms:
     inject: bool
     text_scale: torch.Tensor | None
     text_keys: torch.Tensor | None = None
-    """[T, text] long, with injection: per target and text token j of the call, the source text token m(j)
-    whose key the target's image queries read (-1: its own key). None: every target keeps its own."""
+    """[T, text] long on the call's device, with injection: per target and text token j of the call, the
+    source text token m(j) whose key the target's image queries read (-1: its own key). None: every target
+    keeps its own."""
 
     def check(self, q: torch.Tensor, rows: RowLayout, tokens: JointLayout) -> None:
         """ValueError naming the mismatch between q [B, H, N, D], the rows, the layout and the terms."""
@@ -151,10 +152,9 @@ def fused_joint_attention(
         return attend(q, k, v)
     text_out = attend(q[:, :, text], k, v)
     if terms.text_keys is not None:
-        text_keys = terms.text_keys.to(k.device)
         for source, targets in rows.slices:
             for index, row in enumerate(range(targets.start, targets.stop)):
-                k[row, :, text] = source_text_keys(k[source.start, :, text], k[row, :, text], text_keys[index])
+                k[row, :, text] = source_text_keys(k[source.start, :, text], k[row, :, text], terms.text_keys[index])
     if terms.text_scale is not None:
         scale = terms.text_scale.to(v)[:, None, :, None]  # [T, 1, text, 1]
         for _, targets in rows.slices:
@@ -192,7 +192,7 @@ def reference_joint_attention(
         text_keys = kt[target, :, :, text]
         if terms.text_keys is not None:
             mapped = source_text_keys(kt[source, :, :, text].transpose(-1, -2), text_keys.transpose(-1, -2),
-                                      terms.text_keys[index].to(q.device))
+                                      terms.text_keys[index])
             text_keys = mapped.transpose(-1, -2)
         logits[target, :, image, text] = qs[source, :, image] @ text_keys
         logits[target, :, text, image] = qs[target, :, text] @ kt[source, :, :, image]

@@ -80,7 +80,7 @@ class JointPlan:
                 raise ValueError(
                     f"the plan's text sources cover {self.text_sources.shape[1]} text tokens, this call has {text}"
                 )
-            keys = self.text_sources
+            keys = self.text_sources.to(device)
         scale = None
         if self.text_weights is not None and self.weight_window.covers(step, steps):
             if self.text_weights.shape[1] != text:

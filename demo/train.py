@@ -9,7 +9,7 @@ The shipped `demo/p2p_demo.safetensors` (the UNet) came from one run on an NVIDI
 
     python -m demo.train --steps 100000 --batch 512 --lr 8e-4 --minutes 5.5 --save-every 500
 
-The shipped `demo/p2p_demo_dit.safetensors` (the DiT) came from nine runs on the 2-core CPU, often shared
+The shipped `demo/p2p_demo_dit.safetensors` (the DiT) came from ten runs on the 2-core CPU, often shared
 with other jobs, and was grown twice (`demo.grow`, which keeps what the model computes). At patches of 4
 with 3 joint blocks: the first run trained its own text encoder with it, 3300 steps at batch 16 in 68
 minutes of one thread (loss 0.14), which drew the prompted backgrounds but hardly the objects. The others
@@ -33,9 +33,10 @@ run's state (`--lr 3e-4 --minutes 10`; loss 0.053-0.055 at step 33575), then 232
 those weights (a fresh optimizer, warmed up again; `--lr 3e-4 --minutes 55 --save-every 500`, its first 15
 minutes beside the environment's set-up; loss 0.053-0.054 at step 35895), then 2347 more at lr 3e-4 from
 that run's state (`--lr 3e-4 --minutes 50 --save-every 500`; loss 0.050-0.053) and 434 at lr 1e-4 from
-that one's (`--lr 1e-4 --minutes 11`; loss 0.050 at step 38676, the shipped weights).
+that one's (`--lr 1e-4 --minutes 11`; loss 0.050 at step 38676), then 2336 more at lr 3e-4 from those weights
+(a fresh optimizer, warmed up again; `--lr 3e-4 --minutes 45`; step 41012, the shipped weights).
 
-That is still little training (1.18M samples; the UNet saw 1.5M): see benchmarks/results/quality_dit.txt
+That is still little training (1.26M samples; the UNet saw 1.5M): see benchmarks/results/quality_dit.txt
 and `benchmarks.word_reliance` (at step 25801 the DiT's loss hardly depended on the shape word). A later session
 continues it with the same command (and `--minutes` of its own): from `demo/train_state_dit.pt` where
 that run's state is still there, else from the shipped weights (a fresh optimizer, warmed up again). On a

@@ -239,11 +239,12 @@ EDITS = ("word swap: colour", "word swap: shape", "refine: add 'striped'", "word
          "real image: colour swap")
 
 
-def edit_benchmark(seeds: int, s: Sampling, edits: tuple[str, ...] = EDITS,
-                   share: tuple[int, int] = (0, 1), model: str = "unet") -> dict[str, dict[str, EditRow]]:
+def edit_benchmark(seeds: int, s: Sampling, edits: tuple[str, ...] = EDITS, share: tuple[int, int] = (0, 1),
+                   model: str = "unet", settings: dict | None = None) -> dict[str, dict[str, EditRow]]:
     """Rows by edit (those of `EDITS` named in `edits`), then by method ('P2P', 'baseline'), on demo model
     `model`. `share` (k, n): only the seeds i with i % n == k (one worker's share: the scenes and edits stay
-    those of the whole run)."""
+    those of the whole run). `settings`: AttentionReplace's and AttentionRefine's inputs (default
+    `REPLACE[model]`)."""
     rows: dict[str, dict[str, EditRow]] = {}
 
     def row(edit: str, method: str) -> EditRow:
@@ -255,7 +256,7 @@ def edit_benchmark(seeds: int, s: Sampling, edits: tuple[str, ...] = EDITS,
         reshaped = shape_swap(scene, gen)
         if i % share[1] != share[0]:
             continue
-        edit = REPLACE[model]
+        edit = settings or REPLACE[model]
         cases = [("word swap: colour", scene, recoloured, [("AttentionReplace", edit)]),
                  ("word swap: shape", scene, reshaped, [("AttentionReplace", edit)]),
                  ("refine: add 'striped'", *add_texture(scene), [("AttentionRefine", edit)]),
@@ -270,26 +271,26 @@ def edit_benchmark(seeds: int, s: Sampling, edits: tuple[str, ...] = EDITS,
                 baselines[caption] = run_images(text_to_image_graph(caption, i, s, model=model))[0]
             row(name, "baseline").add(source, target, out[0], baselines[caption])
         if "real image: colour swap" in edits:
-            real_image(i, scene, recoloured, s, row, model)
+            real_image(i, scene, recoloured, s, row, model, edit)
         if (i + 1) % 10 == 0:
             print(f"edits: seed {i + 1}/{seeds}", file=sys.stderr, flush=True)
     return rows
 
 
-def _edit_worker(args: tuple[int, Sampling, tuple[str, ...], tuple[int, int], str]
+def _edit_worker(args: tuple[int, Sampling, tuple[str, ...], tuple[int, int], str, dict | None]
                  ) -> dict[str, dict[str, EditRow]]:
     comfy_harness.boot()
     return edit_benchmark(*args)
 
 
-def edits_in_parallel(seeds: int, s: Sampling, edits: tuple[str, ...], workers: int, model: str = "unet"
-                      ) -> dict[str, dict[str, EditRow]]:
+def edits_in_parallel(seeds: int, s: Sampling, edits: tuple[str, ...], workers: int, model: str = "unet",
+                      settings: dict | None = None) -> dict[str, dict[str, EditRow]]:
     """`edit_benchmark` with the seeds shared among `workers` processes (each its own ComfyUI); the same
     per-seed results as one process."""
     if workers <= 1:
-        return edit_benchmark(seeds, s, edits, model=model)
+        return edit_benchmark(seeds, s, edits, model=model, settings=settings)
     with multiprocessing.get_context("spawn").Pool(workers) as pool:
-        parts = pool.map(_edit_worker, [(seeds, s, edits, (k, workers), model) for k in range(workers)])
+        parts = pool.map(_edit_worker, [(seeds, s, edits, (k, workers), model, settings) for k in range(workers)])
     rows: dict[str, dict[str, EditRow]] = {}
     for part in parts:
         for edit, by in part.items():
@@ -300,8 +301,10 @@ def edits_in_parallel(seeds: int, s: Sampling, edits: tuple[str, ...], workers: 
     return rows
 
 
-def real_image(i: int, scene: Scene, target: Scene, s: Sampling, row, model: str = "unet") -> None:
-    """Draw `scene` procedurally (never generated), invert it, edit it with P2P and with the baseline."""
+def real_image(i: int, scene: Scene, target: Scene, s: Sampling, row, model: str = "unet",
+               settings: dict | None = None) -> None:
+    """Draw `scene` procedurally (never generated), invert it, edit it with P2P (AttentionReplace with
+    `settings`, default `REPLACE[model]`) and with the baseline."""
     import folder_paths
     from PIL import Image
 
@@ -322,7 +325,8 @@ def real_image(i: int, scene: Scene, target: Scene, s: Sampling, row, model: str
     Image.fromarray(array).save(Path(folder_paths.get_input_directory()) / name)
     picture = torch.from_numpy(array).permute(2, 0, 1).float() / 255
     for method, p2p in (("P2P", True), ("baseline", False)):
-        out = run_images(real_image_graph(name, scene.caption(), target.caption(), s, p2p, REPLACE[model], model))
+        out = run_images(real_image_graph(name, scene.caption(), target.caption(), s, p2p,
+                                                settings or REPLACE[model], model))
         edited = out[1] if p2p else out[0]
         r = row("real image: colour swap", method)
         r.add(scene, target, picture, edited)
@@ -388,8 +392,10 @@ def _colour_pixels(colour: str, image: torch.Tensor) -> int:
     return int(sum(o.mask.sum() for o in detect(image).objects if o.colour == colour))
 
 
-def report(model: str, part: str, s: Sampling, seeds: int, edits: tuple[str, ...], workers: int) -> None:
-    """Print the tables of `part` ("model", "edits", "fader" or "all") for demo model `model`."""
+def report(model: str, part: str, s: Sampling, seeds: int, edits: tuple[str, ...], workers: int,
+           cross_replace: float | None = None) -> None:
+    """Print the tables of `part` ("model", "edits", "fader" or "all") for demo model `model`; the edits with
+    AttentionReplace's and AttentionRefine's `cross_replace` at `cross_replace` where given."""
     title = {"unet": "UNet (SD-style)", "dit": "DiT (SD3-style MMDiT)"}[model]
     settings = f"{seeds} seeds, {s.sampler}/{s.scheduler}, {s.steps} steps, cfg {s.cfg}"
     if part in ("model", "all"):
@@ -399,8 +405,9 @@ def report(model: str, part: str, s: Sampling, seeds: int, edits: tuple[str, ...
                  "all": "every object right", "background": "background"}
         print(table(["prompted attribute present", "fraction"], [[names[k], f"{v:.1%}"] for k, v in acc.items()]))
     if part in ("edits", "all"):
-        rows = edits_in_parallel(seeds, s, edits, workers, model)
-        edit = ", ".join(f"{k} {v}" for k, v in REPLACE[model].items())
+        inputs = REPLACE[model] if cross_replace is None else {**REPLACE[model], "cross_replace": cross_replace}
+        rows = edits_in_parallel(seeds, s, edits, workers, model, inputs)
+        edit = ", ".join(f"{k} {v}" for k, v in inputs.items())
         print(f"\n## Edits on the {title} ({settings}; {edit})\n")
         header = ["edit", "method", "edit success", "object IoU", "mask IoU", "centroid shift px", "background PSNR dB",
                   "reconstruction PSNR dB"]
@@ -425,13 +432,16 @@ def main() -> None:
                         help=f"only these edits (default: all of {', '.join(map(repr, EDITS))})")
     parser.add_argument("--workers", type=int, default=1,
                         help="processes sharing the seeds of the edits and the fader (the same results)")
+    parser.add_argument("--cross-replace", type=float,
+                        help="the edits' AttentionReplace/AttentionRefine cross_replace (default: 0.8); on the DiT "
+                             "the window of the source's image q/k, shorter for a shape swap (README)")
     opts = parser.parse_args()
     s = Sampling(steps=opts.steps, cfg=opts.cfg)
     comfy_harness.boot()
     for k, model in enumerate(opts.model):
         if k:
             print()
-        report(model, opts.part, s, opts.seeds, tuple(opts.edits), opts.workers)
+        report(model, opts.part, s, opts.seeds, tuple(opts.edits), opts.workers, opts.cross_replace)
 
 
 if __name__ == "__main__":

@@ -250,13 +250,13 @@ def edit_benchmark(seeds: int, s: Sampling, edits: tuple[str, ...] = EDITS, shar
     def row(edit: str, method: str) -> EditRow:
         return rows.setdefault(edit, {}).setdefault(method, EditRow())
 
+    edit = settings or REPLACE[model]
     gen = torch.Generator().manual_seed(2)
     for i, scene in enumerate(edit_scenes(seeds)):
         recoloured, words = colour_swap(scene, gen)
         reshaped = shape_swap(scene, gen)
         if i % share[1] != share[0]:
             continue
-        edit = settings or REPLACE[model]
         cases = [("word swap: colour", scene, recoloured, [("AttentionReplace", edit)]),
                  ("word swap: shape", scene, reshaped, [("AttentionReplace", edit)]),
                  ("refine: add 'striped'", *add_texture(scene), [("AttentionRefine", edit)]),
@@ -271,7 +271,7 @@ def edit_benchmark(seeds: int, s: Sampling, edits: tuple[str, ...] = EDITS, shar
                 baselines[caption] = run_images(text_to_image_graph(caption, i, s, model=model))[0]
             row(name, "baseline").add(source, target, out[0], baselines[caption])
         if "real image: colour swap" in edits:
-            real_image(i, scene, recoloured, s, row, model, edit)
+            real_image(i, scene, recoloured, s, row, edit, model)
         if (i + 1) % 10 == 0:
             print(f"edits: seed {i + 1}/{seeds}", file=sys.stderr, flush=True)
     return rows
@@ -301,10 +301,9 @@ def edits_in_parallel(seeds: int, s: Sampling, edits: tuple[str, ...], workers: 
     return rows
 
 
-def real_image(i: int, scene: Scene, target: Scene, s: Sampling, row, model: str = "unet",
-               settings: dict | None = None) -> None:
+def real_image(i: int, scene: Scene, target: Scene, s: Sampling, row, settings: dict, model: str = "unet") -> None:
     """Draw `scene` procedurally (never generated), invert it, edit it with P2P (AttentionReplace with
-    `settings`, default `REPLACE[model]`) and with the baseline."""
+    `settings`) and with the baseline."""
     import folder_paths
     from PIL import Image
 
@@ -325,8 +324,7 @@ def real_image(i: int, scene: Scene, target: Scene, s: Sampling, row, model: str
     Image.fromarray(array).save(Path(folder_paths.get_input_directory()) / name)
     picture = torch.from_numpy(array).permute(2, 0, 1).float() / 255
     for method, p2p in (("P2P", True), ("baseline", False)):
-        out = run_images(real_image_graph(name, scene.caption(), target.caption(), s, p2p,
-                                                settings or REPLACE[model], model))
+        out = run_images(real_image_graph(name, scene.caption(), target.caption(), s, p2p, settings, model))
         edited = out[1] if p2p else out[0]
         r = row("real image: colour swap", method)
         r.add(scene, target, picture, edited)

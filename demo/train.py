@@ -37,10 +37,11 @@ that one's (`--lr 1e-4 --minutes 11`; loss 0.050 at step 38676), then 2336 more 
 (a fresh optimizer, warmed up again; `--lr 3e-4 --minutes 45`; step 41012), then 2877 more at lr 3e-4 from
 those (a fresh optimizer again; `--lr 3e-4 --minutes 55`; loss 0.048-0.052 at step 43889), then 2568 more at
 lr 3e-4 from that run's state (`--lr 3e-4 --minutes 44`; loss 0.047-0.052 at step 46457), then 2738 at lr 1e-4
-from that one's (`--lr 1e-4 --minutes 45`, the lower rate as a last anneal; loss 0.044-0.046 at step 49195, the
-shipped weights: shape 89.5 % against 85 %, every object right 82 % against 74 %).
+from that one's (`--lr 1e-4 --minutes 45`, the lower rate as an anneal; loss 0.044-0.046 at step 49195: shape
+89.5 % against 85 %, every object right 82 % against 74 %), then 2770 at lr 7e-5 from that one's (`--lr 7e-5
+--minutes 50`; loss 0.043-0.046 at step 51965, the shipped weights: shape 91 %, every object right 87 %).
 
-That is still little training (1.52M samples; the UNet saw 1.5M): see benchmarks/results/quality_dit.txt
+That is still little training (1.61M samples; the UNet saw 1.5M): see benchmarks/results/quality_dit.txt
 and `benchmarks.word_reliance` (at step 25801 the DiT's loss hardly depended on the shape word). A later session
 continues it with the same command (and `--minutes` of its own): from `demo/train_state_dit.pt` where
 that run's state is still there, else from the shipped weights (a fresh optimizer, warmed up again). On a

@@ -450,8 +450,7 @@ DIT_DEMO_WORKFLOWS = {
 """The demo workflows shipped a second time on the demo DiT, and the names of the DiT ones."""
 DIT_SHAPE_SWAPS = {"p2p_word_swap": 0.3}
 """The `cross_replace` of the DiT workflows whose edit changes a shape: on a DiT the window is that of the
-source's image q/k, which hold the outline (benchmarks.quality on the demo DiT, 100 seeds: the shape swap
-succeeds in 80 % at 0.3, 8 % at 0.8)."""
+source's image q/k, which hold the outline (the measured figures are in `on_dit_demo`'s note and the README)."""
 DIT_NOTE = (
     "**On the demo DiT** (P2P Demo Model Loader, model: dit): the same graph on the pack's small SD3-style "
     "diffusion transformer (ComfyUI's own MMDiT class, joint attention over text and image tokens, as Flux, "
@@ -477,8 +476,8 @@ def on_dit_demo(spec: Spec, shape_swap_window: float | None = None) -> Spec:
     if shape_swap_window is not None:
         note += (f"**A shape swap on a DiT**: `cross_replace` {shape_swap_window:g} here. The source's image q/k "
                  "hold the outline for as long as they are injected: keep 0.8 for a colour or texture swap, lower "
-                 "it to about 0.3 to change a shape (the demo DiT's shape swap succeeds in 80 % of 100 seeds at "
-                 "0.3, in 8 % at 0.8).\n\n")
+                 "it to about 0.3 to change a shape (the demo DiT's shape swap succeeds in 72 % of 100 seeds at "
+                 "0.3, in 11 % at 0.8).\n\n")
     (text, at, size), *other = spec.notes
     return replace(spec, title=f"DiT demo: {spec.title}", nodes=nodes, notes=[(note + text, at, size), *other])
 

@@ -17,8 +17,9 @@ scored by `demo.detect` (colour, shape, texture, background, object masks).
 2. Edits, each with Prompt-to-Prompt and with the naive baseline (the same seed, the target prompt
    alone), on two-object scenes with a named background (one seed each): word swap of a colour and
    of a shape (AttentionReplace), refine adding a texture word (AttentionRefine), the colour swap
-   with LocalBlend, and a real image (a procedurally drawn picture: DDIMInvert, then the colour
-   swap; the baseline samples the target prompt from the same inverted noise). Columns: edit success
+   with LocalBlend (`--edits` adds the shape swap with LocalBlend), and a real image (a procedurally
+   drawn picture: DDIMInvert, then the colour swap; the baseline samples the target prompt from the
+   same inverted noise). Columns: edit success
    (every object of the target prompt detected right); object IoU: each source object's mask against
    the best-overlapping target object, mean over the source objects, where the object whose shape the
    edit swaps is taken in its new shape (that shape with the object's area and centroid: its own
@@ -47,6 +48,7 @@ from demo.detect import SceneDetection, detect, fit_shape, match
 from demo.scenes import COLOUR_NAMES, SHAPES, Scene, sample_scenes
 from devtools import harness as comfy_harness
 from devtools.demo_graphs import DEMO_MODELS, Sampling, demo_loader, real_image_edit_graph, text_to_image_graph
+from p2p_core.plans import SELF_LAYERS
 
 from .piebench import psnr as psnr_of_mse
 from .report import table
@@ -211,10 +213,13 @@ def colour_swap(scene: Scene, gen: torch.Generator) -> tuple[Scene, dict]:
     return target, {"source_words": f"{old}, {a.shape}", "target_words": f"{a.colour}, {a.shape}"}
 
 
-def shape_swap(scene: Scene, gen: torch.Generator) -> Scene:
+def shape_swap(scene: Scene, gen: torch.Generator) -> tuple[Scene, dict]:
+    """The scene with its first object reshaped, and the LocalBlend words of that edit."""
     target = copy.deepcopy(scene)
-    target.objects[0].shape = _other(SHAPES, {scene.objects[0].shape}, gen)
-    return target
+    a = target.objects[0]
+    old = a.shape
+    a.shape = _other(SHAPES, {old}, gen)
+    return target, {"source_words": f"{a.colour}, {old}", "target_words": f"{a.colour}, {a.shape}"}
 
 
 def add_texture(scene: Scene) -> tuple[Scene, Scene]:
@@ -237,6 +242,10 @@ block) held too little of the layout: the colour swap's object IoU was 0.45 with
 
 EDITS = ("word swap: colour", "word swap: shape", "refine: add 'striped'", "word swap: colour + local blend",
          "real image: colour swap")
+"""The edits measured by default."""
+MORE_EDITS = ("word swap: shape + local blend",)
+"""Edits measured where named (`--edits`): the shape swap at a short window keeps the other objects by the
+local blend."""
 
 
 def edit_benchmark(seeds: int, s: Sampling, edits: tuple[str, ...] = EDITS, share: tuple[int, int] = (0, 1),
@@ -254,14 +263,16 @@ def edit_benchmark(seeds: int, s: Sampling, edits: tuple[str, ...] = EDITS, shar
     gen = torch.Generator().manual_seed(2)
     for i, scene in enumerate(edit_scenes(seeds)):
         recoloured, words = colour_swap(scene, gen)
-        reshaped = shape_swap(scene, gen)
+        reshaped, shape_words = shape_swap(scene, gen)
         if i % share[1] != share[0]:
             continue
         cases = [("word swap: colour", scene, recoloured, [("AttentionReplace", edit)]),
                  ("word swap: shape", scene, reshaped, [("AttentionReplace", edit)]),
                  ("refine: add 'striped'", *add_texture(scene), [("AttentionRefine", edit)]),
                  ("word swap: colour + local blend", scene, recoloured,
-                  [("AttentionReplace", edit), ("LocalBlend", {**words, "threshold": 0.3})])]
+                  [("AttentionReplace", edit), ("LocalBlend", {**words, "threshold": 0.3})]),
+                 ("word swap: shape + local blend", scene, reshaped,
+                  [("AttentionReplace", edit), ("LocalBlend", {**shape_words, "threshold": 0.3})])]
         baselines: dict[str, torch.Tensor] = {}
         for name, source, target, chain in (c for c in cases if c[0] in edits):
             out = run_images(p2p_graph(source.caption(), target.caption(), i, s, chain, model))
@@ -391,9 +402,10 @@ def _colour_pixels(colour: str, image: torch.Tensor) -> int:
 
 
 def report(model: str, part: str, s: Sampling, seeds: int, edits: tuple[str, ...], workers: int,
-           cross_replace: float | None = None) -> None:
+           overrides: dict | None = None) -> None:
     """Print the tables of `part` ("model", "edits", "fader" or "all") for demo model `model`; the edits with
-    AttentionReplace's and AttentionRefine's `cross_replace` at `cross_replace` where given."""
+    AttentionReplace's and AttentionRefine's inputs `REPLACE[model]`, those of `overrides` (e.g.
+    `cross_replace`, `self_layers`) changed."""
     title = {"unet": "UNet (SD-style)", "dit": "DiT (SD3-style MMDiT)"}[model]
     settings = f"{seeds} seeds, {s.sampler}/{s.scheduler}, {s.steps} steps, cfg {s.cfg}"
     if part in ("model", "all"):
@@ -403,7 +415,7 @@ def report(model: str, part: str, s: Sampling, seeds: int, edits: tuple[str, ...
                  "all": "every object right", "background": "background"}
         print(table(["prompted attribute present", "fraction"], [[names[k], f"{v:.1%}"] for k, v in acc.items()]))
     if part in ("edits", "all"):
-        inputs = REPLACE[model] if cross_replace is None else {**REPLACE[model], "cross_replace": cross_replace}
+        inputs = REPLACE[model] | (overrides or {})
         rows = edits_in_parallel(seeds, s, edits, workers, model, inputs)
         edit = ", ".join(f"{k} {v}" for k, v in inputs.items())
         print(f"\n## Edits on the {title} ({settings}; {edit})\n")
@@ -426,20 +438,26 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=100)
     parser.add_argument("--steps", type=int, default=Sampling.steps)
     parser.add_argument("--cfg", type=float, default=Sampling.cfg)
-    parser.add_argument("--edits", nargs="+", choices=EDITS, default=EDITS, metavar="EDIT",
-                        help=f"only these edits (default: all of {', '.join(map(repr, EDITS))})")
+    parser.add_argument("--edits", nargs="+", choices=EDITS + MORE_EDITS, default=EDITS, metavar="EDIT",
+                        help=f"only these edits (default: all of {', '.join(map(repr, EDITS))}; also "
+                             f"{', '.join(map(repr, MORE_EDITS))})")
     parser.add_argument("--workers", type=int, default=1,
                         help="processes sharing the seeds of the edits and the fader (the same results)")
     parser.add_argument("--cross-replace", type=float,
                         help="the edits' AttentionReplace/AttentionRefine cross_replace (default: 0.8); on the DiT "
                              "the window of the source's image q/k, shorter for a shape swap (README)")
+    parser.add_argument("--self-layers", choices=list(SELF_LAYERS),
+                        help="the edits' AttentionReplace/AttentionRefine self_layers (default: coarse on the UNet, "
+                             "all on the DiT); on the DiT the blocks that take the source's image q/k")
     opts = parser.parse_args()
     s = Sampling(steps=opts.steps, cfg=opts.cfg)
     comfy_harness.boot()
     for k, model in enumerate(opts.model):
         if k:
             print()
-        report(model, opts.part, s, opts.seeds, tuple(opts.edits), opts.workers, opts.cross_replace)
+        overrides = {"cross_replace": opts.cross_replace, "self_layers": opts.self_layers}
+        report(model, opts.part, s, opts.seeds, tuple(opts.edits), opts.workers,
+               {k: v for k, v in overrides.items() if v is not None})
 
 
 if __name__ == "__main__":

@@ -457,7 +457,7 @@ def main() -> None:
             print()
         overrides = {"cross_replace": opts.cross_replace, "self_layers": opts.self_layers}
         report(model, opts.part, s, opts.seeds, tuple(opts.edits), opts.workers,
-               {k: v for k, v in overrides.items() if v is not None})
+               {name: v for name, v in overrides.items() if v is not None})
 
 
 if __name__ == "__main__":

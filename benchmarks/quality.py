@@ -204,22 +204,24 @@ def edit_scenes(seeds: int, seed: int = 1) -> list[Scene]:
     return sample_scenes(seeds, torch.Generator().manual_seed(seed), p_two=1.0, p_background=1.0).scenes
 
 
-def colour_swap(scene: Scene, gen: torch.Generator) -> tuple[Scene, dict]:
-    """The scene with its first object recoloured, and the LocalBlend words of that edit."""
+def colour_swap(scene: Scene, gen: torch.Generator) -> Scene:
+    """The scene with its first object recoloured."""
     target = copy.deepcopy(scene)
-    a = target.objects[0]
-    old = a.colour
-    a.colour = _other(COLOUR_NAMES, {o.colour for o in scene.objects} | {scene.background or ""}, gen)
-    return target, {"source_words": f"{old}, {a.shape}", "target_words": f"{a.colour}, {a.shape}"}
+    target.objects[0].colour = _other(COLOUR_NAMES, {o.colour for o in scene.objects} | {scene.background or ""}, gen)
+    return target
 
 
-def shape_swap(scene: Scene, gen: torch.Generator) -> tuple[Scene, dict]:
-    """The scene with its first object reshaped, and the LocalBlend words of that edit."""
+def shape_swap(scene: Scene, gen: torch.Generator) -> Scene:
+    """The scene with its first object reshaped."""
     target = copy.deepcopy(scene)
-    a = target.objects[0]
-    old = a.shape
-    a.shape = _other(SHAPES, {old}, gen)
-    return target, {"source_words": f"{a.colour}, {old}", "target_words": f"{a.colour}, {a.shape}"}
+    target.objects[0].shape = _other(SHAPES, {scene.objects[0].shape}, gen)
+    return target
+
+
+def local_blend(source: Scene, target: Scene) -> dict:
+    """LocalBlend's inputs for an edit of the first object: its colour and shape words in each prompt."""
+    a, b = source.objects[0], target.objects[0]
+    return {"source_words": f"{a.colour}, {a.shape}", "target_words": f"{b.colour}, {b.shape}", "threshold": 0.3}
 
 
 def add_texture(scene: Scene) -> tuple[Scene, Scene]:
@@ -262,17 +264,16 @@ def edit_benchmark(seeds: int, s: Sampling, edits: tuple[str, ...] = EDITS, shar
     edit = settings or REPLACE[model]
     gen = torch.Generator().manual_seed(2)
     for i, scene in enumerate(edit_scenes(seeds)):
-        recoloured, words = colour_swap(scene, gen)
-        reshaped, shape_words = shape_swap(scene, gen)
+        recoloured, reshaped = colour_swap(scene, gen), shape_swap(scene, gen)
         if i % share[1] != share[0]:
             continue
         cases = [("word swap: colour", scene, recoloured, [("AttentionReplace", edit)]),
                  ("word swap: shape", scene, reshaped, [("AttentionReplace", edit)]),
                  ("refine: add 'striped'", *add_texture(scene), [("AttentionRefine", edit)]),
                  ("word swap: colour + local blend", scene, recoloured,
-                  [("AttentionReplace", edit), ("LocalBlend", {**words, "threshold": 0.3})]),
+                  [("AttentionReplace", edit), ("LocalBlend", local_blend(scene, recoloured))]),
                  ("word swap: shape + local blend", scene, reshaped,
-                  [("AttentionReplace", edit), ("LocalBlend", {**shape_words, "threshold": 0.3})])]
+                  [("AttentionReplace", edit), ("LocalBlend", local_blend(scene, reshaped))])]
         baselines: dict[str, torch.Tensor] = {}
         for name, source, target, chain in (c for c in cases if c[0] in edits):
             out = run_images(p2p_graph(source.caption(), target.caption(), i, s, chain, model))

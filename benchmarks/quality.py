@@ -20,7 +20,9 @@ scored by `demo.detect` (colour, shape, texture, background, object masks).
    with LocalBlend (`--edits` adds the shape swap with LocalBlend), and a real image (a procedurally
    drawn picture: DDIMInvert, then the colour swap; the baseline samples the target prompt from the
    same inverted noise). Columns: edit success
-   (every object of the target prompt detected right); object IoU: each source object's mask against
+   (every object of the target prompt detected right); the same over the seeds whose source image has
+   every object of the source prompt right, and their number (what the edit does where the model drew
+   the scene it edits; the baseline over the same seeds); object IoU: each source object's mask against
    the best-overlapping target object, mean over the source objects, where the object whose shape the
    edit swaps is taken in its new shape (that shape with the object's area and centroid: its own
    outline cannot be kept); mask IoU: the same against the source's own masks throughout; centroid
@@ -169,6 +171,7 @@ class EditRow:
     """Per-seed results of one edit with one method."""
 
     success: list[float] = field(default_factory=list)
+    source_right: list[float] = field(default_factory=list)
     iou: list[float] = field(default_factory=list)
     mask_iou: list[float] = field(default_factory=list)
     shift: list[float] = field(default_factory=list)
@@ -178,6 +181,7 @@ class EditRow:
     def add(self, source_scene: Scene, target_scene: Scene, src_img: torch.Tensor, tgt_img: torch.Tensor) -> None:
         src, tgt = detect(src_img), detect(tgt_img)
         self.success.append(match(target_scene, tgt)["all"])
+        self.source_right.append(match(source_scene, src)["all"])
         reshaped = {a.colour: b.shape for a, b in zip(source_scene.objects, target_scene.objects, strict=True)
                     if a.shape != b.shape}
         iou, mask_iou, shift = layout(src, tgt, reshaped)
@@ -189,8 +193,9 @@ class EditRow:
     def cells(self) -> list[str]:
         mean = lambda v: float(np.nanmean(v)) if len(v) and not np.all(np.isnan(v)) else float("nan")  # noqa: E731
         recon = f"{mean(self.reconstruction):.1f}" if self.reconstruction else ""
-        return [f"{mean(self.success):.0%}", f"{mean(self.iou):.2f}", f"{mean(self.mask_iou):.2f}",
-                f"{mean(self.shift):.2f}", f"{mean(self.background):.1f}", recon]
+        kept = [ok for ok, right in zip(self.success, self.source_right, strict=True) if right]
+        return [f"{mean(self.success):.0%}", f"{mean(kept):.0%} of {len(kept)}", f"{mean(self.iou):.2f}",
+                f"{mean(self.mask_iou):.2f}", f"{mean(self.shift):.2f}", f"{mean(self.background):.1f}", recon]
 
 
 def _other(options: tuple[str, ...], avoid: set[str], gen: torch.Generator) -> str:
@@ -420,8 +425,8 @@ def report(model: str, part: str, s: Sampling, seeds: int, edits: tuple[str, ...
         rows = edits_in_parallel(seeds, s, edits, workers, model, inputs)
         edit = ", ".join(f"{k} {v}" for k, v in inputs.items())
         print(f"\n## Edits on the {title} ({settings}; {edit})\n")
-        header = ["edit", "method", "edit success", "object IoU", "mask IoU", "centroid shift px", "background PSNR dB",
-                  "reconstruction PSNR dB"]
+        header = ["edit", "method", "edit success", "success, source right", "object IoU", "mask IoU",
+                  "centroid shift px", "background PSNR dB", "reconstruction PSNR dB"]
         print(table(header, [[edit, method, *r.cells()] for edit, by in rows.items() for method, r in by.items()]))
     if part in ("fader", "all"):
         result, measured = fader_in_parallel(seeds, s, workers, model)

@@ -60,3 +60,11 @@ def test_fader_is_monotone(quality) -> None:
     strength = dict(zip(quality.FADER_WEIGHTS, means, strict=True))
     assert strength[-2.0] < 0.5 < strength[1.0] <= strength[4.0] + 1e-6
     assert strength[-2.0] <= strength[0.0] <= strength[1.0] + 1e-6
+
+
+def test_success_where_the_source_is_right_counts_only_those_seeds(quality, edits) -> None:
+    row = quality.EditRow(success=[1.0, 0.0, 0.0, 1.0], source_right=[1.0, 1.0, 0.0, 0.0])
+    assert row.cells()[:2] == ["50%", "50% of 2"]
+    for by in edits.values():
+        for r in by.values():
+            assert len(r.source_right) == len(r.success) == SEEDS
